@@ -1,0 +1,230 @@
+"""Grids: where each pixel of a radar image lies on the Earth.
+
+A :class:`Grid` is a regular grid in some coordinate reference system (CRS): ``nx`` by ``ny``
+points, the first at ``(x0, y0)`` in CRS units, then ``dx`` apart along a row and ``dy`` apart
+between rows. Arrays on a grid have shape ``(ny, nx)`` in the source's own scan order, so ``dy``
+is positive when row 0 is the southernmost row (HRRR) and negative when it is the northernmost
+(MRMS, FMI). Nothing downstream assumes the HRRR shape: everything takes its grid from here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+
+import numpy as np
+
+from wxembed.errors import GridError
+
+# PROJ string of the HRRR CONUS Lambert conformal projection (spherical earth, GRIB2 shape 6).
+HRRR_PROJ = (
+    "+proj=lcc +lat_1=38.5 +lat_2=38.5 +lat_0=38.5 +lon_0=262.5 +R=6371229 +units=m +no_defs"
+)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular grid in a projected or geographic CRS."""
+
+    name: str
+    """Short human name, e.g. ``"hrrr-conus"``; not used when comparing grids."""
+    crs: str
+    """The CRS as a PROJ string or WKT, anything ``pyproj.CRS`` accepts."""
+    nx: int
+    """Number of points along a row (the x axis)."""
+    ny: int
+    """Number of rows (the y axis)."""
+    x0: float
+    """x of the first point, in CRS units (metres, or degrees east for a lat/lon grid)."""
+    y0: float
+    """y of the first point, in CRS units (metres, or degrees north for a lat/lon grid)."""
+    dx: float
+    """Step between points along a row, in CRS units; positive eastwards."""
+    dy: float
+    """Step between rows, in CRS units; positive when row 0 is the southernmost."""
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.nx < 1 or self.ny < 1:
+            raise GridError(f"grid {self.name!r}: shape must be positive, got ny={self.ny} nx={self.nx}")
+        if self.dx == 0 or self.dy == 0:
+            raise GridError(f"grid {self.name!r}: dx and dy must be non-zero, got {self.dx}, {self.dy}")
+
+    # ---- shape and coordinates -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(ny, nx)``, the shape of an image on this grid."""
+        return (self.ny, self.nx)
+
+    @property
+    def size(self) -> int:
+        return self.nx * self.ny
+
+    @cached_property
+    def pyproj_crs(self):
+        import pyproj  # pyproj before eccodes: the reverse order has crashed pyproj
+
+        return pyproj.CRS.from_user_input(self.crs)
+
+    @property
+    def is_geographic(self) -> bool:
+        return bool(self.pyproj_crs.is_geographic)
+
+    @property
+    def cell_size(self) -> tuple[float, float]:
+        """``(|dy|, |dx|)`` in CRS units (metres, or degrees for a geographic grid)."""
+        return (abs(self.dy), abs(self.dx))
+
+    @property
+    def cell_size_km(self) -> float:
+        """The mean cell edge in kilometres (for a geographic grid, at the grid's centre)."""
+        if not self.is_geographic:
+            return math.sqrt(abs(self.dx * self.dy)) / 1000.0
+        lat = math.radians(self.y0 + self.dy * (self.ny - 1) / 2)
+        km_per_deg = 111.195
+        return math.sqrt(abs(self.dx) * km_per_deg * math.cos(lat) * abs(self.dy) * km_per_deg)
+
+    @property
+    def x(self) -> np.ndarray:
+        """1-D x coordinates of the columns, in CRS units."""
+        return self.x0 + self.dx * np.arange(self.nx)
+
+    @property
+    def y(self) -> np.ndarray:
+        """1-D y coordinates of the rows, in CRS units."""
+        return self.y0 + self.dy * np.arange(self.ny)
+
+    def latlon(self) -> tuple[np.ndarray, np.ndarray]:
+        """2-D latitude and longitude (degrees; longitude in -180..180) of every point."""
+        if "latlon" not in self._cache:
+            xx, yy = np.meshgrid(self.x, self.y)  # (ny, nx) each
+            if self.is_geographic:
+                lat, lon = yy, xx
+            else:
+                import pyproj
+
+                to_geo = pyproj.Transformer.from_crs(
+                    self.pyproj_crs, self.pyproj_crs.geodetic_crs, always_xy=True
+                )
+                lon, lat = to_geo.transform(xx, yy)
+            lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
+            self._cache["latlon"] = (np.asarray(lat, dtype=np.float64), lon.astype(np.float64))
+        return self._cache["latlon"]
+
+    def project(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Longitude/latitude (degrees) to this grid's x/y coordinates."""
+        if self.is_geographic:
+            return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+        import pyproj
+
+        to_xy = pyproj.Transformer.from_crs(
+            self.pyproj_crs.geodetic_crs, self.pyproj_crs, always_xy=True
+        )
+        x, y = to_xy.transform(lon, lat)
+        return np.asarray(x), np.asarray(y)
+
+    # ---- derived grids ---------------------------------------------------------------------
+    def coarsen(self, factor: int) -> Grid:
+        """A grid ``factor`` times coarser: each cell is the mean of ``factor x factor`` cells.
+
+        Trailing rows/columns that do not fill a whole block are dropped, as
+        :func:`coarsen_field` does with the data.
+        """
+        if factor < 1 or factor > min(self.nx, self.ny):
+            raise GridError(f"grid {self.name!r}: cannot coarsen {self.shape} by {factor}")
+        if factor == 1:
+            return self
+        shift = (factor - 1) / 2
+        return replace(
+            self,
+            name=f"{self.name}/{factor}",
+            nx=self.nx // factor,
+            ny=self.ny // factor,
+            x0=self.x0 + shift * self.dx,
+            y0=self.y0 + shift * self.dy,
+            dx=self.dx * factor,
+            dy=self.dy * factor,
+        )
+
+    # ---- comparison and serialisation ------------------------------------------------------
+    def same_as(self, other: Grid, rtol: float = 1e-6) -> bool:
+        """True when both grids put the same points at the same places (names are ignored)."""
+        if self.shape != other.shape:
+            return False
+        if self.pyproj_crs != other.pyproj_crs and not self.pyproj_crs.equals(
+            other.pyproj_crs, ignore_axis_order=True
+        ):
+            return False
+        scale = max(abs(self.dx), abs(self.dy))
+        return all(
+            math.isclose(a, b, rel_tol=rtol, abs_tol=rtol * scale)
+            for a, b in [(self.x0, other.x0), (self.y0, other.y0), (self.dx, other.dx), (self.dy, other.dy)]
+        )
+
+    def check_same(self, other: Grid, what: str = "field") -> None:
+        """Raise :class:`GridError` naming both grids unless ``other`` is the same grid."""
+        if not self.same_as(other):
+            raise GridError(f"{what} is on grid {other.describe()}, expected {self.describe()}")
+
+    def describe(self) -> str:
+        unit = "deg" if self.is_geographic else "m"
+        return (
+            f"{self.name!r} ({self.ny} x {self.nx}, first point x={self.x0:.6g} y={self.y0:.6g}, "
+            f"dx={self.dx:.6g} dy={self.dy:.6g} {unit})"
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("_cache", None)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Grid:
+        try:
+            return cls(**{k: d[k] for k in ("name", "crs", "nx", "ny", "x0", "y0", "dx", "dy")})
+        except (KeyError, TypeError) as exc:
+            raise GridError(f"not a grid description: {d!r} ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Grid:
+        return cls.from_dict(json.loads(text))
+
+    def cf_grid_mapping(self) -> dict:
+        """CF ``grid_mapping`` attributes for this grid's CRS."""
+        attrs = {k: v for k, v in self.pyproj_crs.to_cf().items() if v is not None}
+        attrs["proj4"] = self.crs
+        return attrs
+
+
+def lambert_grid(
+    name: str, proj: str, nx: int, ny: int, lat0: float, lon0: float, dx: float, dy: float
+) -> Grid:
+    """A projected grid from the lat/lon of its first point, as GRIB2 describes one."""
+    import pyproj
+
+    crs = pyproj.CRS.from_user_input(proj)
+    to_xy = pyproj.Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
+    x0, y0 = to_xy.transform(lon0, lat0)
+    return Grid(name=name, crs=proj, nx=nx, ny=ny, x0=float(x0), y0=float(y0), dx=dx, dy=dy)
+
+
+def coarsen_field(field: np.ndarray, factor: int) -> np.ndarray:
+    """Block-mean a ``(..., ny, nx)`` field by ``factor``, matching :meth:`Grid.coarsen`."""
+    if factor == 1:
+        return field
+    ny, nx = field.shape[-2] // factor, field.shape[-1] // factor
+    cut = field[..., : ny * factor, : nx * factor]
+    # (..., ny*f, nx*f) -> (..., ny, f, nx, f) -> mean over the two block axes
+    blocks = cut.reshape(*field.shape[:-2], ny, factor, nx, factor)
+    return blocks.mean(axis=(-3, -1))
+
+
+HRRR_CONUS = lambert_grid(
+    "hrrr-conus", HRRR_PROJ, nx=1799, ny=1059, lat0=21.138123, lon0=237.280472, dx=3000.0, dy=3000.0
+)
+"""The HRRR CONUS grid: 1799 x 1059 points, 3 km, Lambert conformal, row 0 in the south."""
