@@ -400,4 +400,4 @@ def hrrr_mrms_bbox(margin_deg: float = 1.0) -> BBox:
     mrms = (-130.0, 20.0, -60.0, 55.0)  # MRMS CONUS: 0.01 deg, 130W-60W, 20N-55N
     w, s = min(w, mrms[0]) - margin_deg, min(s, mrms[1]) - margin_deg
     e, n = max(e, mrms[2]) + margin_deg, max(n, mrms[3]) + margin_deg
-    return (math.floor(w), math.floor(s), math.ceil(e), math.ceil(n))
+    return (float(math.floor(w)), float(math.floor(s)), float(math.ceil(e)), float(math.ceil(n)))

@@ -73,17 +73,14 @@ def _open_bytes(path: Path, limit: int | None = None) -> bytes:
             return f.read() if limit is None else f.read(limit)
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(
-            f"{path}: cannot read as an FMI PGM file (.pgm or .pgm.gz): "
-            f"{type(exc).__name__}: {exc}"
+            f"{path}: cannot read as an FMI PGM file (.pgm or .pgm.gz): {type(exc).__name__}: {exc}"
         ) from None
 
 
 def _parse_header(data: bytes, path: Path) -> tuple[dict[str, list[str]], int, int, int, int]:
     """PGM header -> (comment fields, width, height, maxval, offset of the raster)."""
     if data[:2] != b"P5":
-        raise SourceError(
-            f"{path}: not a binary PGM image (expected magic 'P5', got {data[:2]!r})"
-        )
+        raise SourceError(f"{path}: not a binary PGM image (expected magic 'P5', got {data[:2]!r})")
     meta: dict[str, list[str]] = {}
     tokens: list[int] = []
     pos, n = 2, len(data)
@@ -166,7 +163,9 @@ def _grid(meta: dict[str, list[str]], nx: int, ny: int, path: Path) -> Grid:
     if max(abs(off_x), abs(off_y)) > 0.5 * min(mx, my):
         log.warning(
             "%s: header corners disagree with the pixel size by %.0f m (x), %.0f m (y)",
-            path, off_x, off_y,
+            path,
+            off_x,
+            off_y,
         )
     return Grid(
         name="fmi-finland",

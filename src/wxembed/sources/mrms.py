@@ -104,7 +104,9 @@ def _grid_from_header(h, path: Path) -> Grid:
 def _valid_time(h) -> np.datetime64:
     """Reference time to the second (``dataTime`` drops seconds) plus the forecast step."""
     ec = _eccodes()
-    ref = datetime(*(int(ec.codes_get(h, k)) for k in ("year", "month", "day", "hour", "minute", "second")))
+    ref = datetime(
+        *(int(ec.codes_get(h, k)) for k in ("year", "month", "day", "hour", "minute", "second"))
+    )
     step_s = 0
     if ec.codes_get(h, "forecastTime") != 0:
         ec.codes_set(h, "stepUnits", "s")
@@ -150,6 +152,9 @@ def read_mrms(path: str | os.PathLike) -> DecodedField:
             == MRMS_PARAMETER
         ]
         if len(picked) != 1 and len(handles) == 1:
+            log.warning(
+                "%s: its only message is %s, not 209/10/0; reading it", path, _describe(handles[0])
+            )
             picked = handles
         if len(picked) != 1:
             held = ", ".join(_describe(h) for h in handles)

@@ -1,0 +1,26 @@
+"""Apache Beam pipelines. DirectRunner by default; other runners' options pass straight through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def pipeline_options(beam_args: Sequence[str] | None = None, *, workers: int = 2):
+    """Beam PipelineOptions from command-line style arguments.
+
+    With no ``--runner`` (or ``--runner DirectRunner``), runs locally on ``workers`` processes;
+    any other runner's options (``--runner FlinkRunner --flink_master ...``) are passed unchanged.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(beam_args or [])
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), None)
+    if runner is None and "--runner" in args:
+        runner = args[args.index("--runner") + 1]
+    if runner in (None, "DirectRunner", "direct") and not any(a.startswith("--direct_") for a in args):
+        if workers > 1:
+            args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing",
+                     "--default_sdk_harness_log_level=WARNING"]
+        else:
+            args += ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+    return PipelineOptions(args)
