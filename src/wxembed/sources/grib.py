@@ -195,8 +195,11 @@ def decode_refc(path: str | Path, *, grid_name: str = "") -> DecodedField:
         if n_missing:
             log.info("%s: %d missing points stored as no echo", path, n_missing)
         return DecodedField(time=time, grid=grid, dbz=dbz, source=str(path), missing_values=n_missing)
-    what = "; ".join(held) if held else "no GRIB2 messages at all"
-    raise MissingHour(f"{path}: no REFC message (discipline 0, category 16, number 196); it holds: {what}")
+    if not held:
+        raise SourceError(f"{path}: not a GRIB2 file (no GRIB2 messages in it)")
+    raise MissingHour(
+        f"{path}: no REFC message (discipline 0, category 16, number 196); it holds: {'; '.join(held)}"
+    )
 
 
 # ---- encoding ----------------------------------------------------------------------------------

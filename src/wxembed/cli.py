@@ -1,0 +1,190 @@
+"""The ``wxembed`` command: each sub-command is a thin wrapper around a library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wxembed.errors import WxembedError
+
+app = typer.Typer(
+    help="wxembed: weather-radar archives to learned representations and back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+log = logging.getLogger("wxembed")
+
+BeamArgs = Annotated[
+    list[str] | None,
+    typer.Argument(help="Extra Apache Beam options, after '--' (e.g. -- --runner FlinkRunner ...)."),
+]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("apache_beam", "numcodecs", "zarr", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=2)
+
+
+def _grid(name: str, coarsen: int):
+    from wxembed.grid import HRRR_CONUS
+
+    grids = {"hrrr": HRRR_CONUS}
+    if name not in grids:
+        raise typer.BadParameter(f"unknown grid {name!r}; expected one of {', '.join(grids)}")
+    return grids[name].coarsen(coarsen)
+
+
+@app.command()
+def synth(
+    archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path("synthetic.zarr"),
+    start: Annotated[str, typer.Option(help="First valid time (UTC), e.g. 2024-07-01T00.")] = "2024-07-01T00",
+    hours: Annotated[int, typer.Option(min=1, help="Number of hourly fields.")] = 48,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same storms.")] = 0,
+    grid: Annotated[str, typer.Option(help="Grid name.")] = "hrrr",
+    coarsen: Annotated[int, typer.Option(min=1, help="Coarsen the grid by this factor.")] = 1,
+    grib_dir: Annotated[
+        Path | None, typer.Option(help="Write GRIB2 files in the NOAA layout here instead of an archive.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes (DirectRunner).")] = 2,
+    beam_args: BeamArgs = None,
+) -> None:
+    """Generate synthetic storms (convective cells, squall lines, MCSs, stratiform) hour by hour."""
+    from wxembed.sources.synthetic import SynthConfig
+
+    try:
+        config = SynthConfig(seed=seed, grid=_grid(grid, coarsen))
+        if grib_dir is not None:
+            from wxembed.sources.synthetic import write_grib_layout
+
+            paths = write_grib_layout(config, start, hours, grib_dir)
+            typer.echo(f"wrote {len(paths)} GRIB2 files below {grib_dir}")
+            return
+        from wxembed.pipelines.ingest import describe_report, ingest_synthetic
+
+        report = ingest_synthetic(config, start, hours, archive, beam_args=beam_args, workers=workers)
+        typer.echo(describe_report(report))
+    except WxembedError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[list[str], typer.Argument(help="Folders (NOAA layout or radar files), globs or files.")],
+    archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path("radar.zarr"),
+    kind: Annotated[str, typer.Option(help="auto, hrrr, mrms or fmi.")] = "auto",
+    fxx: Annotated[int, typer.Option(help="HRRR forecast hour to take from a NOAA-layout folder.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes (DirectRunner).")] = 2,
+    beam_arg: Annotated[
+        list[str] | None, typer.Option("--beam", help="An Apache Beam option, repeatable: --beam=--runner=FlinkRunner")
+    ] = None,
+) -> None:
+    """Decode radar files (HRRR GRIB2, MRMS GRIB2, FMI PGM) into an archive with a Beam pipeline.
+
+    Every hour ends in the archive's manifest: stored, missing or failed, with the reason.
+    """
+    from wxembed.pipelines.ingest import describe_report, ingest_files
+
+    try:
+        report = ingest_files(inputs, archive, kind=kind, fxx=fxx, beam_args=beam_arg, workers=workers)
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    for rec in report.problems():
+        typer.echo(f"{rec['status']}: {rec['time'] or '?'}: {rec['reason']}", err=True)
+    typer.echo(describe_report(report))
+    if report.counts()["failed"]:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def info(
+    archive: Annotated[Path, typer.Argument(help="An archive.")],
+    manifest: Annotated[bool, typer.Option(help="List every hour with its status and reason.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Describe an archive: grid, hours stored, missing and failed."""
+    from wxembed.archive import Archive
+
+    try:
+        a = Archive(archive)
+        table = a.manifest()
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    stored = table[table.status == "stored"]
+    summary = {
+        "archive": str(archive),
+        "grid": a.grid.describe(),
+        **a.summary(),
+        "first": str(stored.time.min()) if len(stored) else None,
+        "last": str(stored.time.max()) if len(stored) else None,
+    }
+    if as_json:
+        out = dict(summary)
+        if manifest:
+            out["hours"] = json.loads(table.drop(columns="slot").to_json(orient="records", date_format="iso"))
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key:>8}: {value}")
+    if manifest:
+        typer.echo(table.drop(columns="slot").to_string(index=False))
+
+
+@app.command()
+def plot(
+    archive: Annotated[Path, typer.Argument(help="An archive.")],
+    time: Annotated[str | None, typer.Option(help="Valid time to draw (default: the last stored).")] = None,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("hour.png"),
+) -> None:
+    """Draw one hour of an archive as a reflectivity map (NWS colours, coastlines and borders)."""
+    from wxembed.archive import Archive, format_time
+    from wxembed.plot import save_field_png
+
+    try:
+        a = Archive(archive)
+        times = a.stored_times()
+        if not len(times):
+            raise WxembedError(f"{archive}: no stored hours to draw")
+        t = times[-1] if time is None else time
+        path = save_field_png(out, a.read_dbz(t), a.grid, title=f"Composite reflectivity {format_time(t)}")
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the archive and pictures.")] = Path("wxembed-output"),
+    hours: Annotated[int, typer.Option(min=1, help="Synthetic hours to generate.")] = 48,
+    start: Annotated[str, typer.Option(help="First valid time (UTC).")] = "2024-07-01T00",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The main job on the embedded default data: a synthetic HRRR archive and a picture of it."""
+    from wxembed.demo import run_demo
+
+    try:
+        result = run_demo(out, hours=hours, start=start, seed=seed)
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    for key, value in result.items():
+        typer.echo(f"{key}: {value}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
