@@ -17,7 +17,7 @@ import numpy as np
 import pyproj  # noqa: F401  (pyproj before eccodes: the reverse order has crashed pyproj)
 
 from wxembed.errors import GridError, MissingHour, SourceError
-from wxembed.grid import Grid, lambert_grid
+from wxembed.grid import HRRR_CONUS, Grid, lambert_grid
 from wxembed.sources import DecodedField
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,15 @@ def _codes():
 
 # ---- decoding ----------------------------------------------------------------------------------
 def grid_from_message(handle, name: str = "") -> Grid:
-    """The :class:`Grid` a GRIB2 message lies on (templates 30, Lambert, and 0, lat/lon)."""
+    """The :class:`Grid` a GRIB2 message lies on (templates 30, Lambert, and 0, lat/lon).
+
+    A grid that is the HRRR CONUS grid is returned as :data:`HRRR_CONUS`, with its name.
+    """
+    grid = _grid_from_message(handle, name)
+    return HRRR_CONUS if not name and grid.same_as(HRRR_CONUS) else grid
+
+
+def _grid_from_message(handle, name: str) -> Grid:
     ec = _codes()
     get = lambda key: ec.codes_get(handle, key)  # noqa: E731
     template = get("gridDefinitionTemplateNumber")

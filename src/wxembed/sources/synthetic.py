@@ -567,38 +567,54 @@ def _span(coords: np.ndarray, lo: float, hi: float) -> slice | None:
 
 def _ellipse(
     geom: _Geometry, x: float, y: float, a: float, b: float, angle: float, reach: float
-) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Window (rows, cols) of the internal grid within ``reach`` km of (x, y), with the
-    elliptical radius squared ``q`` there and the along/across offsets (km) of each pixel."""
+) -> tuple[slice, slice, np.ndarray] | None:
+    """Window (rows, cols) of the internal grid within ``reach`` km of (x, y), and the
+    elliptical radius squared ``q`` (1 at ``a`` km along ``angle``, at ``b`` km across) there."""
     cols = _span(geom.xc, x - reach, x + reach)
     rows = _span(geom.yc, y - reach, y + reach)
     if cols is None or rows is None:
         return None
+    c, s = math.cos(angle), math.sin(angle)
     dx = geom.xc[cols] - x  # (w,)
     dy = geom.yc[rows] - y  # (h,)
-    c, s = math.cos(angle), math.sin(angle)
-    along = dy[:, None] * s + dx[None, :] * c  # (h, w) km along the major axis
-    across = dy[:, None] * c - dx[None, :] * s  # (h, w)
-    q = (along / a) ** 2 + (across / b) ** 2
-    return rows, cols, q, along, across
+    along = (dy * (s / a))[:, None] + (dx * (c / a))[None, :]  # (h, w) in units of a
+    across = (dy * (c / b))[:, None] - (dx * (s / b))[None, :]  # (h, w) in units of b
+    along *= along
+    across *= across
+    along += across
+    return rows, cols, along
+
+
+def _texture_window(
+    geom: _Geometry, texture: np.ndarray, rows: slice, cols: slice, tex_x: float, tex_y: float
+) -> np.ndarray:
+    """(h, w) texture over a window, its origin at (tex_x, tex_y) km on the grid's plane."""
+    ix = ((geom.xc[cols] - tex_x) / _TEX_KM).astype(np.intp) % _TEX_N  # (w,)
+    iy = ((geom.yc[rows] - tex_y) / _TEX_KM).astype(np.intp) % _TEX_N  # (h,)
+    return texture[np.ix_(iy, ix)]
 
 
 def _paint_cell(
-    acc: np.ndarray, geom: _Geometry, x: float, y: float, a: float, b: float, angle: float,
-    peak: float, halo_ratio: float = 3.5, halo_db: float = 17.0,
+    acc: np.ndarray, geom: _Geometry, texture: np.ndarray, x: float, y: float, a: float,
+    b: float, angle: float, peak: float, tex_origin: tuple[float, float],
+    halo_ratio: float = 2.5, halo_db: float = 14.0,
 ) -> int:
-    """Add a convective cell: a Gaussian core in Z plus a ``halo_ratio`` times wider halo
-    ``halo_db`` below the core. Returns the pixels where the cell alone is >= 20 dBZ."""
-    floor_db = 0.0  # paint down to here
-    depth = max(peak - halo_db - floor_db, 0.0)
-    reach = max(a, b) * max(halo_ratio * math.sqrt(2 * depth / _DB_PER_NEPER),
-                            math.sqrt(2 * max(peak - floor_db, 1.0) / _DB_PER_NEPER))
+    """Add a convective cell at (x, y) km: a Gaussian core in Z (sigma ``a`` by ``b`` km) plus a
+    ``halo_ratio`` times wider halo ``halo_db`` below the core, roughened by a 3 dB texture.
+    Returns the pixels where the cell alone is >= 20 dBZ."""
+    depth = max(peak - halo_db, 1.0)  # paint down to about 0 dBZ
+    reach = max(a, b) * max(
+        halo_ratio * math.sqrt(2 * depth / _DB_PER_NEPER),
+        math.sqrt(2 * max(peak, 1.0) / _DB_PER_NEPER),
+    )
     win = _ellipse(geom, x, y, a, b, angle, reach)
     if win is None:
         return 0
-    rows, cols, q, _, _ = win
+    rows, cols, q = win
     z = np.exp(-0.5 * q)
     z += 10 ** (-halo_db / 10) * np.exp((-0.5 / halo_ratio**2) * q)
+    tex = _texture_window(geom, texture, rows, cols, *tex_origin)
+    z *= np.exp(tex * np.float32(3.0 * _LN10_OVER_10))
     z *= 10 ** (peak / 10)
     acc[rows, cols] += z
     return int(np.count_nonzero(z >= 100.0))
@@ -606,29 +622,27 @@ def _paint_cell(
 
 def _paint_shield(
     acc: np.ndarray, geom: _Geometry, texture: np.ndarray, x: float, y: float, a: float,
-    b: float, angle: float, peak: float, tex_db: float, tex_xy: tuple[float, float],
+    b: float, angle: float, peak: float, tex_db: float, tex_origin: tuple[float, float],
 ) -> int:
-    """Add a stratiform shield: flat-topped (peak - 20 q^2 dBZ) with a ragged texture of
-    ``tex_db`` dB that moves with ``tex_xy``. Returns the pixels it alone has >= 20 dBZ."""
-    floor_db = 0.0
-    q_max = math.sqrt(max(peak + 2.5 * tex_db - floor_db, 0.0) / 20.0)
-    reach = max(a, b) * math.sqrt(q_max)
-    win = _ellipse(geom, x, y, a, b, angle, reach)
+    """Add a stratiform shield at (x, y) km: flat-topped, ``peak - 20 q^2`` dBZ (q = 1 at the
+    semi-axes ``a``, ``b`` km), plus a texture of ``tex_db`` dB that makes it ragged. Returns the
+    pixels where the shield alone is >= 20 dBZ."""
+    q_max = math.sqrt(max(peak + 2.5 * tex_db, 0.0) / 20.0)  # paint down to about 0 dBZ
+    win = _ellipse(geom, x, y, a, b, angle, max(a, b) * math.sqrt(q_max))
     if win is None:
         return 0
-    rows, cols, q, _, _ = win
-    ix = ((geom.xc[cols] - x + tex_xy[0]) / _TEX_KM).astype(np.intp) % _TEX_N  # (w,)
-    iy = ((geom.yc[rows] - y + tex_xy[1]) / _TEX_KM).astype(np.intp) % _TEX_N  # (h,)
-    dbz = texture[np.ix_(iy, ix)] * np.float32(tex_db)  # (h, w)
+    rows, cols, q = win
+    dbz = _texture_window(geom, texture, rows, cols, *tex_origin) * np.float32(tex_db)  # (h, w)
+    q *= q
+    q *= 20.0
+    dbz -= q
     dbz += peak
-    dbz -= 20.0 * q * q
-    z = np.exp(dbz * np.float32(_LN10_OVER_10))
-    acc[rows, cols] += z
+    acc[rows, cols] += np.exp(dbz * np.float32(_LN10_OVER_10))
     return int(np.count_nonzero(dbz >= _ECHO_DBZ))
 
 
 def _envelope(frac: float) -> float:
-    """dB offset over an event's life: 0 at mid-life, falling to about -12 dB at birth/death."""
+    """dB offset over an event's life: 0 at mid-life, about -12 dB at birth and death."""
     return 8.0 * math.log10(max(math.sin(math.pi * frac), 0.03))
 
 
@@ -639,61 +653,64 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
     x, y = ev.x + ev.u * age, ev.y + ev.v * age
     env = _envelope(frac)
     c, s = math.cos(ev.angle), math.sin(ev.angle)
-    painted = 0
+    texture = _shield_texture(seed)
+    # The texture moves with the event, drifting slowly inside it.
+    tex = (x - ev.tex[0] - ev.tex[2] * age, y - ev.tex[1] - ev.tex[3] * age)
+
+    def core(along_km: float, across_km: float, sigma: float, peak: float, **kw) -> int:
+        px = x + along_km * c - across_km * s
+        py = y + along_km * s + across_km * c
+        return _paint_cell(acc, geom, texture, px, py, sigma, sigma, 0.0, peak, tex, **kw)
+
     if ev.kind == CELL:
         grow = 0.7 + 0.3 * math.sin(math.pi * frac)
-        painted += _paint_cell(acc, geom, x, y, ev.a * grow, ev.b * grow, ev.angle, ev.peak + env)
+        painted = _paint_cell(
+            acc, geom, texture, x, y, ev.a * grow, ev.b * grow, ev.angle, ev.peak + env, tex
+        )
         for along, across, sigma, offset, phase in ev.parts:
-            px = x + (along * c - across * s) * ev.b
-            py = y + (along * s + across * c) * ev.b
             pk = ev.peak + env + offset + 3.0 * math.sin(phase + 2.0 * age)
-            painted += _paint_cell(acc, geom, px, py, sigma, sigma, 0.0, pk)
+            painted += core(along * ev.b, across * ev.b, sigma, pk)
         return painted
 
-    texture = _shield_texture(seed)
-    tex_xy = (ev.tex[0] + ev.tex[2] * age, ev.tex[1] + ev.tex[3] * age)
     if ev.kind == SQUALL:
         half = ev.a * (0.45 + 0.55 * math.sin(math.pi * min(1.0, 1.3 * frac)))
-        band, trail = ev.b, 4.0 * ev.b
-        painted += _paint_shield(acc, geom, texture, x, y, half, band, ev.angle,
-                                 37.0 + 0.5 * env, 4.0, tex_xy)
-        back = 4.5 * ev.b  # the trailing stratiform region lies behind the line
-        tx, ty = x + back * s, y - back * c  # across axis points along -heading
-        painted += _paint_shield(acc, geom, texture, tx, ty, 0.9 * half, trail, ev.angle,
-                                 30.0 + 0.5 * env, 6.0, tex_xy)
+        band = ev.b
+        painted = _paint_shield(
+            acc, geom, texture, x, y, half, band, ev.angle, 38.0 + 0.5 * env, 4.0, tex
+        )
+        back = 4.5 * band  # the trailing stratiform region lies behind the line
+        painted += _paint_shield(
+            acc, geom, texture, x + back * s, y - back * c, 0.9 * half, 4.0 * band, ev.angle,
+            31.0 + 0.5 * env, 6.0, tex,
+        )
         for along, across, sigma, offset, phase in ev.parts:
-            if abs(along) * ev.a > half:
-                continue
-            dist_along, dist_across = along * ev.a, across * band
-            px = x + dist_along * c - dist_across * s
-            py = y + dist_along * s + dist_across * c
-            pk = ev.peak + env + offset + 4.0 * math.sin(phase + 1.5 * age)
-            painted += _paint_cell(acc, geom, px, py, sigma, sigma, 0.0, pk, 2.5, 15.0)
+            if abs(along) * ev.a <= half:
+                pk = ev.peak + env + offset + 4.0 * math.sin(phase + 1.5 * age)
+                painted += core(along * ev.a, across * band, sigma, pk, halo_db=15.0)
         return painted
 
     if ev.kind == MCS:
         grow = 0.5 + 0.5 * math.sqrt(frac)
         a, b = ev.a * grow, ev.b * grow
-        painted += _paint_shield(acc, geom, texture, x, y, a, b, ev.angle,
-                                 33.0 + 0.6 * env, 6.0, tex_xy)
+        painted = _paint_shield(
+            acc, geom, texture, x, y, a, b, ev.angle, 34.0 + 0.6 * env, 5.0, tex
+        )
         cores_env = _envelope(min(frac * 1.4, 0.99))  # cores die before the shield does
         for along, across, sigma, offset, phase in ev.parts:
-            px = x + along * a * c - across * b * s
-            py = y + along * a * s + across * b * c
             pk = ev.peak + cores_env + offset + 4.0 * math.sin(phase + 1.5 * age)
-            painted += _paint_cell(acc, geom, px, py, sigma, sigma, 0.0, pk, 2.5, 15.0)
+            painted += core(along * a, across * b, sigma, pk, halo_db=15.0)
         return painted
 
-    # STRATIFORM
+    # STRATIFORM: fades in and out over the first and last 15 % of its life.
     grow = 0.6 + 0.4 * math.sqrt(frac)
     a, b = ev.a * grow, ev.b * grow
     ramp = 10.0 * math.log10(max(min(frac / 0.15, (1 - frac) / 0.15, 1.0), 0.05))
-    painted += _paint_shield(acc, geom, texture, x, y, a, b, ev.angle, ev.peak + ramp, 7.0, tex_xy)
+    painted = _paint_shield(
+        acc, geom, texture, x, y, a, b, ev.angle, ev.peak + ramp, 6.0, tex
+    )
     for along, across, sigma, offset, phase in ev.parts:
-        px = x + along * a * c - across * b * s
-        py = y + along * a * s + across * b * c
         pk = ev.peak + ramp + offset + 3.0 * math.sin(phase + 0.5 * age)
-        painted += _paint_cell(acc, geom, px, py, sigma, sigma, 0.0, pk, 2.5, 12.0)
+        painted += core(along * a, across * b, sigma, pk, halo_db=12.0)
     return painted
 
 
