@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 import pyproj  # noqa: F401  (before eccodes, which wxembed imports lazily)
+import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -38,4 +37,6 @@ def storm_field(grid, seed: int, time: str):
         peak, width = rng.uniform(35, 60), rng.uniform(2, 6)
         cell = peak * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * width**2))
         dbz = np.maximum(dbz, cell.astype(np.float32))
-    return DecodedField(time=np.datetime64(time, "s"), grid=grid, dbz=dbz, source=f"test-seed-{seed}")
+    return DecodedField(
+        time=np.datetime64(time, "s"), grid=grid, dbz=dbz, source=f"test-seed-{seed}"
+    )

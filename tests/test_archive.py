@@ -38,7 +38,9 @@ def test_archive_opens_with_xarray_as_cf_dbz_on_its_grid(archive, small_grid):
     assert ds.crs.attrs["grid_mapping_name"] == "lambert_conformal_conic"
     lat, lon = small_grid.latlon()
     np.testing.assert_allclose(ds.lat.values, lat, atol=1e-4)
-    assert "wxembed_grid" in ds.attrs and json.loads(ds.attrs["wxembed_grid"])["nx"] == small_grid.nx
+    assert (
+        "wxembed_grid" in ds.attrs and json.loads(ds.attrs["wxembed_grid"])["nx"] == small_grid.nx
+    )
 
 
 def test_each_hour_is_one_zstd_chunk(archive, small_grid):

@@ -27,7 +27,9 @@ def hrrr_refc_file(tmp_path_factory):
     field = storm_field(HRRR_CONUS, seed=1, time="2024-07-01T05")
     path = tmp_path_factory.mktemp("grib") / "hrrr.t04z.wrfsfcf01.grib2"
     temperature = GribParam(0, 0, 0, type_of_level=103, level=2)
-    write_refc_file(path, field, reference_time="2024-07-01T04", extra=[(temperature, field.dbz + 290)])
+    write_refc_file(
+        path, field, reference_time="2024-07-01T04", extra=[(temperature, field.dbz + 290)]
+    )
     return path, field
 
 
@@ -50,11 +52,15 @@ def test_written_refc_decodes_to_the_same_values_within_packing_precision(hrrr_r
 
 def test_refc_is_selected_by_parameter_even_when_it_is_not_the_first_message(tmp_path):
     field = storm_field(HRRR_CONUS.coarsen(8), seed=2, time="2024-07-01T00")
-    other = encode_message(field.dbz * 0 + 101325, field.grid, field.time, param=GribParam(0, 3, 0, 1, 0))
+    other = encode_message(
+        field.dbz * 0 + 101325, field.grid, field.time, param=GribParam(0, 3, 0, 1, 0)
+    )
     write_refc_file(tmp_path / "one.grib2", field)
     (tmp_path / "two.grib2").write_bytes(other + (tmp_path / "one.grib2").read_bytes())
     assert len(inventory(tmp_path / "two.grib2")) == 2
-    np.testing.assert_allclose(decode_refc(tmp_path / "two.grib2").dbz, decode_refc(tmp_path / "one.grib2").dbz)
+    np.testing.assert_allclose(
+        decode_refc(tmp_path / "two.grib2").dbz, decode_refc(tmp_path / "one.grib2").dbz
+    )
 
 
 @pytest.mark.parametrize(
@@ -65,7 +71,9 @@ def test_refc_is_selected_by_parameter_even_when_it_is_not_the_first_message(tmp
         ("hrrr.t06z.wrfsfcf01-missing-zeros.grib2", "shortName=vvcsh"),
     ],
 )
-def test_real_hrrr_file_without_refc_is_a_missing_hour_listing_its_contents(shared_data, name, holds):
+def test_real_hrrr_file_without_refc_is_a_missing_hour_listing_its_contents(
+    shared_data, name, holds
+):
     with pytest.raises(MissingHour, match=f"no REFC message.*{holds}") as err:
         decode_refc(shared_data / "hrrr" / name)
     assert name in str(err.value)

@@ -39,16 +39,23 @@ def layout(tmp_path, small_grid, shared_data):
     """Six good hours, plus: a real HRRR file without REFC, a truncated file, another grid."""
     root = tmp_path / "noaa"
     _write_layout(root, small_grid, range(6))
-    shutil.copy(shared_data / "hrrr" / "hrrr.t00z.wrfsfcf00-HPBL.grib2", root / path_for_valid_time(_hour(6)))
+    shutil.copy(
+        shared_data / "hrrr" / "hrrr.t00z.wrfsfcf00-HPBL.grib2",
+        root / path_for_valid_time(_hour(6)),
+    )
     good = (root / path_for_valid_time(_hour(0))).read_bytes()
     cut = root / path_for_valid_time(_hour(7))
     cut.parent.mkdir(parents=True, exist_ok=True)
     cut.write_bytes(good[: len(good) // 2])
-    write_refc_file(root / path_for_valid_time(_hour(8)), storm_field(HRRR_CONUS.coarsen(8), 8, str(_hour(8))))
+    write_refc_file(
+        root / path_for_valid_time(_hour(8)), storm_field(HRRR_CONUS.coarsen(8), 8, str(_hour(8)))
+    )
     return root
 
 
-def test_ingest_stores_good_hours_and_records_every_bad_one_with_its_reason(layout, tmp_path, small_grid):
+def test_ingest_stores_good_hours_and_records_every_bad_one_with_its_reason(
+    layout, tmp_path, small_grid
+):
     report = ingest_files(layout, tmp_path / "a.zarr", workers=2, progress=False)
     assert report.counts() == {"stored": 6, "missing": 1, "failed": 2, "skipped": 0}
     m = Archive(tmp_path / "a.zarr").manifest().set_index("time")
@@ -82,13 +89,15 @@ def test_a_listed_file_that_does_not_exist_is_recorded_as_failed(tmp_path, small
 
 
 def test_time_is_read_from_noaa_layout_and_from_radar_file_names():
-    assert time_from_path("x/hrrr.20240701/conus/hrrr.t06z.wrfsfcf02.grib2") == np.datetime64("2024-07-01T08:00:00")
-    assert time_from_path("201609281445_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz") == np.datetime64(
-        "2016-09-28T14:45:00"
+    assert time_from_path("x/hrrr.20240701/conus/hrrr.t06z.wrfsfcf02.grib2") == np.datetime64(
+        "2024-07-01T08:00:00"
     )
-    assert time_from_path("MRMS_MergedReflectivityQCComposite_00.50_20220704-110040.grib2") == np.datetime64(
-        "2022-07-04T11:00:40"
-    )
+    assert time_from_path(
+        "201609281445_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz"
+    ) == np.datetime64("2016-09-28T14:45:00")
+    assert time_from_path(
+        "MRMS_MergedReflectivityQCComposite_00.50_20220704-110040.grib2"
+    ) == np.datetime64("2022-07-04T11:00:40")
     assert time_from_path("notime.grib2") is None
 
 
@@ -100,7 +109,9 @@ def test_a_glob_and_a_folder_expand_to_the_same_layout_files(tmp_path, small_gri
 
 
 def test_other_runner_options_pass_through_unchanged():
-    opts = pipeline_options(["--runner", "FlinkRunner", "--flink_master", "host:8081"]).get_all_options()
+    opts = pipeline_options(
+        ["--runner", "FlinkRunner", "--flink_master", "host:8081"]
+    ).get_all_options()
     assert opts["runner"] == "FlinkRunner" and opts["flink_master"] == "host:8081"
     assert opts["direct_num_workers"] == 1  # Beam's default, untouched
     local = pipeline_options([], workers=2).get_all_options()
@@ -112,9 +123,19 @@ def test_an_ingest_killed_part_way_resumes_with_each_hour_exactly_once(tmp_path)
     hours = range(24)
     _write_layout(tmp_path / "noaa", grid, hours)
     target = tmp_path / "a.zarr"
-    cmd = [sys.executable, "-m", "wxembed.cli", "ingest", str(tmp_path / "noaa"), "--archive", str(target)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wxembed.cli",
+        "ingest",
+        str(tmp_path / "noaa"),
+        "--archive",
+        str(target),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     stored = 0
     deadline = time.monotonic() + 120
     try:

@@ -118,7 +118,13 @@ class Archive:
     # ---- creation --------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, path: str | Path, grid: Grid, *, title: str = "", source: str = "", exist_ok: bool = False
+        cls,
+        path: str | Path,
+        grid: Grid,
+        *,
+        title: str = "",
+        source: str = "",
+        exist_ok: bool = False,
     ) -> Archive:
         """Create an empty archive on ``grid``; with ``exist_ok``, open one that is already there
         (it must be on the same grid)."""
@@ -174,7 +180,12 @@ class Archive:
             }
         )
         time = root.create_array(
-            "time", shape=(0,), chunks=(4096,), dtype="int64", fill_value=0, dimension_names=["time"]
+            "time",
+            shape=(0,),
+            chunks=(4096,),
+            dtype="int64",
+            fill_value=0,
+            dimension_names=["time"],
         )
         time.attrs.update(
             {"standard_name": "time", "long_name": "valid time", "axis": "T",
@@ -189,7 +200,12 @@ class Archive:
             ("regime", str, "", {"long_name": "ground-truth weather regime label, where known"}),
         ]:  # fmt: skip
             arr = root.create_array(
-                name, shape=(0,), chunks=(1,), dtype=dtype, fill_value=fill, dimension_names=["time"]
+                name,
+                shape=(0,),
+                chunks=(1,),
+                dtype=dtype,
+                fill_value=fill,
+                dimension_names=["time"],
             )
             arr.attrs.update(attrs)
         lat, lon = grid.latlon()
@@ -197,7 +213,9 @@ class Archive:
             ("y", grid.y, _axis_attrs(grid, "y")),
             ("x", grid.x, _axis_attrs(grid, "x")),
         ]:
-            arr = root.create_array(name, shape=values.shape, dtype="float64", dimension_names=[name])
+            arr = root.create_array(
+                name, shape=values.shape, dtype="float64", dimension_names=[name]
+            )
             arr[:] = values
             arr.attrs.update(attrs)
         for name, values, units in [("lat", lat, "degrees_north"), ("lon", lon, "degrees_east")]:
@@ -205,7 +223,9 @@ class Archive:
                 name, shape=(ny, nx), dtype="float32", compressors=zstd, dimension_names=["y", "x"]
             )
             arr[:] = values.astype(np.float32)
-            arr.attrs.update({"units": units, "standard_name": "latitude" if name == "lat" else "longitude"})
+            arr.attrs.update(
+                {"units": units, "standard_name": "latitude" if name == "lat" else "longitude"}
+            )
         crs = root.create_array("crs", shape=(), dtype="int32", fill_value=0, dimension_names=[])
         crs.attrs.update(grid.cf_grid_mapping())
         log.info("created archive %s on %s", path, grid.describe())
@@ -261,7 +281,9 @@ class Archive:
         df = pd.DataFrame(
             {
                 "time": pd.to_datetime(self.slot_times),
-                "status": pd.Categorical.from_codes(np.asarray(g["status"][:]) if n else [], STATUS_NAMES),
+                "status": pd.Categorical.from_codes(
+                    np.asarray(g["status"][:]) if n else [], STATUS_NAMES
+                ),
                 "reason": np.asarray(g["reason"][:], dtype=object) if n else [],
                 "missing_values": np.asarray(g["missing_values"][:]) if n else [],
                 "source": np.asarray(g["source"][:], dtype=object) if n else [],
@@ -291,7 +313,9 @@ class Archive:
         written). An hour already stored is left as it is unless ``overwrite``.
         """
         try:
-            self.grid.check_same(field.grid, what=f"field for {format_time(field.time)} from {field.source or '?'}")
+            self.grid.check_same(
+                field.grid, what=f"field for {format_time(field.time)} from {field.source or '?'}"
+            )
         except GridError as exc:
             raise GridError(f"{exc} (archive {self.path})") from None
         if field.dbz.shape != self.grid.shape:
@@ -335,7 +359,9 @@ class Archive:
         slots = []
         for t in to_seconds(times):
             if int(t) not in lookup:
-                raise ArchiveError(f"{self.path}: {format_time(from_seconds([t])[0])} is not stored")
+                raise ArchiveError(
+                    f"{self.path}: {format_time(from_seconds([t])[0])} is not stored"
+                )
             slots.append(lookup[int(t)])
         return np.asarray(slots, dtype=np.int64)
 

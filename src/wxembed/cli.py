@@ -22,12 +22,16 @@ log = logging.getLogger("wxembed")
 
 BeamArgs = Annotated[
     list[str] | None,
-    typer.Argument(help="Extra Apache Beam options, after '--' (e.g. -- --runner FlinkRunner ...)."),
+    typer.Argument(
+        help="Extra Apache Beam options, after '--' (e.g. -- --runner FlinkRunner ...)."
+    ),
 ]
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -53,14 +57,21 @@ def _grid(name: str, coarsen: int):
 
 @app.command()
 def synth(
-    archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path("synthetic.zarr"),
-    start: Annotated[str, typer.Option(help="First valid time (UTC), e.g. 2024-07-01T00.")] = "2024-07-01T00",
+    archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path(
+        "synthetic.zarr"
+    ),
+    start: Annotated[
+        str, typer.Option(help="First valid time (UTC), e.g. 2024-07-01T00.")
+    ] = "2024-07-01T00",
     hours: Annotated[int, typer.Option(min=1, help="Number of hourly fields.")] = 48,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same storms.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same storms.")
+    ] = 0,
     grid: Annotated[str, typer.Option(help="Grid name.")] = "hrrr",
     coarsen: Annotated[int, typer.Option(min=1, help="Coarsen the grid by this factor.")] = 1,
     grib_dir: Annotated[
-        Path | None, typer.Option(help="Write GRIB2 files in the NOAA layout here instead of an archive.")
+        Path | None,
+        typer.Option(help="Write GRIB2 files in the NOAA layout here instead of an archive."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (DirectRunner).")] = 2,
     beam_args: BeamArgs = None,
@@ -78,7 +89,9 @@ def synth(
             return
         from wxembed.pipelines.ingest import describe_report, ingest_synthetic
 
-        report = ingest_synthetic(config, start, hours, archive, beam_args=beam_args, workers=workers)
+        report = ingest_synthetic(
+            config, start, hours, archive, beam_args=beam_args, workers=workers
+        )
         typer.echo(describe_report(report))
     except WxembedError as exc:
         raise _fail(exc) from None
@@ -86,13 +99,22 @@ def synth(
 
 @app.command()
 def ingest(
-    inputs: Annotated[list[str], typer.Argument(help="Folders (NOAA layout or radar files), globs or files.")],
-    archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path("radar.zarr"),
+    inputs: Annotated[
+        list[str], typer.Argument(help="Folders (NOAA layout or radar files), globs or files.")
+    ],
+    archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path(
+        "radar.zarr"
+    ),
     kind: Annotated[str, typer.Option(help="auto, hrrr, mrms or fmi.")] = "auto",
-    fxx: Annotated[int, typer.Option(help="HRRR forecast hour to take from a NOAA-layout folder.")] = 0,
+    fxx: Annotated[
+        int, typer.Option(help="HRRR forecast hour to take from a NOAA-layout folder.")
+    ] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (DirectRunner).")] = 2,
     beam_arg: Annotated[
-        list[str] | None, typer.Option("--beam", help="An Apache Beam option, repeatable: --beam=--runner=FlinkRunner")
+        list[str] | None,
+        typer.Option(
+            "--beam", help="An Apache Beam option, repeatable: --beam=--runner=FlinkRunner"
+        ),
     ] = None,
 ) -> None:
     """Decode radar files (HRRR GRIB2, MRMS GRIB2, FMI PGM) into an archive with a Beam pipeline.
@@ -102,7 +124,9 @@ def ingest(
     from wxembed.pipelines.ingest import describe_report, ingest_files
 
     try:
-        report = ingest_files(inputs, archive, kind=kind, fxx=fxx, beam_args=beam_arg, workers=workers)
+        report = ingest_files(
+            inputs, archive, kind=kind, fxx=fxx, beam_args=beam_arg, workers=workers
+        )
     except WxembedError as exc:
         raise _fail(exc) from None
     for rec in report.problems():
@@ -115,7 +139,9 @@ def ingest(
 @app.command()
 def info(
     archive: Annotated[Path, typer.Argument(help="An archive.")],
-    manifest: Annotated[bool, typer.Option(help="List every hour with its status and reason.")] = False,
+    manifest: Annotated[
+        bool, typer.Option(help="List every hour with its status and reason.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe an archive: grid, hours stored, missing and failed."""
@@ -137,7 +163,9 @@ def info(
     if as_json:
         out = dict(summary)
         if manifest:
-            out["hours"] = json.loads(table.drop(columns="slot").to_json(orient="records", date_format="iso"))
+            out["hours"] = json.loads(
+                table.drop(columns="slot").to_json(orient="records", date_format="iso")
+            )
         typer.echo(json.dumps(out, indent=2))
         return
     for key, value in summary.items():
@@ -149,7 +177,9 @@ def info(
 @app.command()
 def plot(
     archive: Annotated[Path, typer.Argument(help="An archive.")],
-    time: Annotated[str | None, typer.Option(help="Valid time to draw (default: the last stored).")] = None,
+    time: Annotated[
+        str | None, typer.Option(help="Valid time to draw (default: the last stored).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("hour.png"),
 ) -> None:
     """Draw one hour of an archive as a reflectivity map (NWS colours, coastlines and borders)."""
@@ -162,7 +192,9 @@ def plot(
         if not len(times):
             raise WxembedError(f"{archive}: no stored hours to draw")
         t = times[-1] if time is None else time
-        path = save_field_png(out, a.read_dbz(t), a.grid, title=f"Composite reflectivity {format_time(t)}")
+        path = save_field_png(
+            out, a.read_dbz(t), a.grid, title=f"Composite reflectivity {format_time(t)}"
+        )
     except WxembedError as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {path}")
@@ -170,7 +202,9 @@ def plot(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the archive and pictures.")] = Path("wxembed-output"),
+    out: Annotated[Path, typer.Option(help="Folder for the archive and pictures.")] = Path(
+        "wxembed-output"
+    ),
     hours: Annotated[int, typer.Option(min=1, help="Synthetic hours to generate.")] = 48,
     start: Annotated[str, typer.Option(help="First valid time (UTC).")] = "2024-07-01T00",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

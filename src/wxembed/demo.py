@@ -13,7 +13,9 @@ from wxembed.archive import Archive, encode_dbz, format_time
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: str | Path, *, hours: int = 48, start: str = "2024-07-01T00", seed: int = 0) -> dict:
+def run_demo(
+    out: str | Path, *, hours: int = 48, start: str = "2024-07-01T00", seed: int = 0
+) -> dict:
     """Build a synthetic HRRR-grid archive in ``out`` and draw its stormiest hour.
 
     Returns what was made and how long each stage took. Re-running reuses what is stored.

@@ -48,9 +48,13 @@ class Grid:
 
     def __post_init__(self) -> None:
         if self.nx < 1 or self.ny < 1:
-            raise GridError(f"grid {self.name!r}: shape must be positive, got ny={self.ny} nx={self.nx}")
+            raise GridError(
+                f"grid {self.name!r}: shape must be positive, got ny={self.ny} nx={self.nx}"
+            )
         if self.dx == 0 or self.dy == 0:
-            raise GridError(f"grid {self.name!r}: dx and dy must be non-zero, got {self.dx}, {self.dy}")
+            raise GridError(
+                f"grid {self.name!r}: dx and dy must be non-zero, got {self.dx}, {self.dy}"
+            )
 
     # ---- shape and coordinates -------------------------------------------------------------
     @property
@@ -160,7 +164,12 @@ class Grid:
         scale = max(abs(self.dx), abs(self.dy))
         return all(
             math.isclose(a, b, rel_tol=rtol, abs_tol=rtol * scale)
-            for a, b in [(self.x0, other.x0), (self.y0, other.y0), (self.dx, other.dx), (self.dy, other.dy)]
+            for a, b in [
+                (self.x0, other.x0),
+                (self.y0, other.y0),
+                (self.dx, other.dx),
+                (self.dy, other.dy),
+            ]
         )
 
     def check_same(self, other: Grid, what: str = "field") -> None:

@@ -17,10 +17,15 @@ def pipeline_options(beam_args: Sequence[str] | None = None, *, workers: int = 2
     runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), None)
     if runner is None and "--runner" in args:
         runner = args[args.index("--runner") + 1]
-    if runner in (None, "DirectRunner", "direct") and not any(a.startswith("--direct_") for a in args):
+    if runner in (None, "DirectRunner", "direct") and not any(
+        a.startswith("--direct_") for a in args
+    ):
         if workers > 1:
-            args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing",
-                     "--default_sdk_harness_log_level=WARNING"]
+            args += [
+                f"--direct_num_workers={workers}",
+                "--direct_running_mode=multi_processing",
+                "--default_sdk_harness_log_level=WARNING",
+            ]
         else:
             args += ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
     return PipelineOptions(args)

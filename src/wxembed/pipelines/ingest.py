@@ -131,7 +131,9 @@ def expand_inputs(inputs: Sequence[str | Path] | str | Path, *, fxx: int | None 
             found = hrrr_layout.find_layout_files(p, fxx)
             if not found:
                 found = sorted(
-                    q for pat in ("**/*.grib2", "**/*.grib2.gz", "**/*.pgm", "**/*.pgm.gz") for q in p.glob(pat)
+                    q
+                    for pat in ("**/*.grib2", "**/*.grib2.gz", "**/*.pgm", "**/*.pgm.gz")
+                    for q in p.glob(pat)
                 )
             if not found:
                 raise SourceError(f"{p}: no GRIB2 or PGM files found in this folder")
@@ -158,7 +160,9 @@ def store_hour(task: Task, reader: Reader, archive_path: str) -> dict:
     try:
         decoded = reader(task.key)
         if time is not None and decoded.time != time:
-            raise SourceError(f"{task.key}: holds {format_time(decoded.time)}, expected {format_time(time)}")
+            raise SourceError(
+                f"{task.key}: holds {format_time(decoded.time)}, expected {format_time(time)}"
+            )
         rec = archive.write(decoded)
     except MissingHour as exc:
         rec = _record(archive, time, "missing", str(exc), task.key)
@@ -168,7 +172,9 @@ def store_hour(task: Task, reader: Reader, archive_path: str) -> dict:
         raise  # an archive problem stops the job: nothing can be recorded reliably
     except Exception as exc:  # noqa: BLE001 - any other failure of one hour is recorded, not fatal
         log.exception("unexpected error on %s", task.key)
-        rec = _record(archive, time, "failed", f"{task.key}: unexpected {type(exc).__name__}: {exc}", task.key)
+        rec = _record(
+            archive, time, "failed", f"{task.key}: unexpected {type(exc).__name__}: {exc}", task.key
+        )
     if rec.status != "stored":
         log.warning("%s", rec.reason)
     return {
@@ -212,11 +218,15 @@ def run_tasks(
     with tempfile.TemporaryDirectory(prefix="wxembed-ingest-") as tmp:
         out = str(Path(tmp) / "records")
         stop = threading.Event()
-        watcher = threading.Thread(target=_show_progress, args=(archive, todo, stop, label), daemon=True)
+        watcher = threading.Thread(
+            target=_show_progress, args=(archive, todo, stop, label), daemon=True
+        )
         if progress:
             watcher.start()
         try:
-            with beam.Pipeline(options=pipeline_options(beam_args, workers=min(workers, len(todo)))) as root:
+            with beam.Pipeline(
+                options=pipeline_options(beam_args, workers=min(workers, len(todo)))
+            ) as root:
                 _ = (
                     root
                     | "Hours" >> beam.Create(todo)
@@ -235,7 +245,9 @@ def run_tasks(
     return report
 
 
-def _show_progress(archive: Archive, todo: Sequence[Task], stop: threading.Event, label: str) -> None:
+def _show_progress(
+    archive: Archive, todo: Sequence[Task], stop: threading.Event, label: str
+) -> None:
     """A progress bar driven by the archive's manifest, so it works whatever runs the workers."""
     from tqdm.auto import tqdm
 
@@ -275,14 +287,18 @@ def ingest_files(
         raise SourceError("no input files given")
     kinds = {kind_of(f) for f in files} if kind == "auto" else {kind}
     if len(kinds) > 1:
-        raise SourceError(f"inputs mix kinds {sorted(kinds)}; ingest one kind per archive or pass --kind")
+        raise SourceError(
+            f"inputs mix kinds {sorted(kinds)}; ingest one kind per archive or pass --kind"
+        )
     reader = READERS[kinds.pop()]
     archive = _open_or_create(archive_path, files, reader)
     tasks = []
     for f in files:
         t = time_from_path(f)
         tasks.append(Task(key=str(f), time=None if t is None else str(t)))
-    return run_tasks(tasks, reader, archive, beam_args=beam_args, workers=workers, progress=progress)
+    return run_tasks(
+        tasks, reader, archive, beam_args=beam_args, workers=workers, progress=progress
+    )
 
 
 def _open_or_create(archive_path: str | Path, files: Sequence[Path], reader: Reader) -> Archive:
@@ -297,8 +313,12 @@ def _open_or_create(archive_path: str | Path, files: Sequence[Path], reader: Rea
         except SourceError as exc:
             errors.append(str(exc))
     else:
-        raise SourceError("cannot create the archive: no input could be read: " + "; ".join(errors[:3]))
-    return Archive.create(path, grid, source=f"radar files ingested by wxembed, the first {files[0]}")
+        raise SourceError(
+            "cannot create the archive: no input could be read: " + "; ".join(errors[:3])
+        )
+    return Archive.create(
+        path, grid, source=f"radar files ingested by wxembed, the first {files[0]}"
+    )
 
 
 def synth_reader(config) -> Reader:

@@ -65,7 +65,9 @@ def _grid_from_message(handle, name: str) -> Grid:
     template = get("gridDefinitionTemplateNumber")
     scan = get("scanningMode")
     if scan & 0b1000_0000 or scan & 0b0010_0000:
-        raise GridError(f"scanning mode {scan} (i scans negatively or columns first) is not supported")
+        raise GridError(
+            f"scanning mode {scan} (i scans negatively or columns first) is not supported"
+        )
     j_positive = bool(scan & 0b0100_0000)
     nx, ny = get("Nx"), get("Ny")
     radius = _earth_radius(handle)
@@ -111,7 +113,15 @@ def _earth_radius(handle) -> float:
 def _describe(handle) -> str:
     ec = _codes()
     parts = []
-    for key in ("shortName", "discipline", "parameterCategory", "parameterNumber", "typeOfLevel", "level", "stepRange"):
+    for key in (
+        "shortName",
+        "discipline",
+        "parameterCategory",
+        "parameterNumber",
+        "typeOfLevel",
+        "level",
+        "stepRange",
+    ):
         try:
             parts.append(f"{key}={ec.codes_get(handle, key)}")
         except Exception:  # noqa: BLE001 - a key absent from this template is simply skipped
@@ -158,7 +168,9 @@ def _scan(path: Path, want: tuple[int, int, int] | None):
                 desc = _describe(handle)
             except Exception as exc:
                 ec.codes_release(handle)
-                raise SourceError(f"{path}: message {index} at byte {offset} is unreadable ({exc})") from None
+                raise SourceError(
+                    f"{path}: message {index} at byte {offset} is unreadable ({exc})"
+                ) from None
             if want is not None and key == want:
                 yield desc, handle
             else:
@@ -193,7 +205,9 @@ def decode_refc(path: str | Path, *, grid_name: str = "") -> DecodedField:
         finally:
             ec.codes_release(handle)
         if values.size != grid.size:
-            raise SourceError(f"{path}: REFC has {values.size} values, expected {grid.size} for {grid.describe()}")
+            raise SourceError(
+                f"{path}: REFC has {values.size} values, expected {grid.size} for {grid.describe()}"
+            )
         missing = ~np.isfinite(values)
         if has_bitmap:
             missing |= values == missing_value
@@ -202,7 +216,9 @@ def decode_refc(path: str | Path, *, grid_name: str = "") -> DecodedField:
         dbz = dbz.reshape(grid.shape)  # (ny*nx,) -> (ny, nx): GRIB rows are i-fastest
         if n_missing:
             log.info("%s: %d missing points stored as no echo", path, n_missing)
-        return DecodedField(time=time, grid=grid, dbz=dbz, source=str(path), missing_values=n_missing)
+        return DecodedField(
+            time=time, grid=grid, dbz=dbz, source=str(path), missing_values=n_missing
+        )
     if not held:
         raise SourceError(f"{path}: not a GRIB2 file (no GRIB2 messages in it)")
     raise MissingHour(
@@ -216,9 +232,15 @@ def _set_grid(handle, grid: Grid) -> None:
     crs = grid.pyproj_crs
     params = crs.to_cf()
     if params.get("grid_mapping_name") != "lambert_conformal_conic":
-        raise GridError(f"GRIB2 encoding supports Lambert conformal grids only, not {grid.describe()}")
-    if abs(params["semi_major_axis"] - 6371229.0) > 1 or params.get("inverse_flattening", 0) not in (0, 0.0):
-        raise GridError(f"GRIB2 encoding supports the 6,371,229 m sphere only, not {grid.describe()}")
+        raise GridError(
+            f"GRIB2 encoding supports Lambert conformal grids only, not {grid.describe()}"
+        )
+    if abs(params["semi_major_axis"] - 6371229.0) > 1 or params.get(
+        "inverse_flattening", 0
+    ) not in (0, 0.0):
+        raise GridError(
+            f"GRIB2 encoding supports the 6,371,229 m sphere only, not {grid.describe()}"
+        )
     lat, lon = grid.latlon()
     lat1, lat2 = (params["standard_parallel"] if isinstance(params["standard_parallel"], Sequence)
                   else (params["standard_parallel"],) * 2)  # fmt: skip
@@ -268,7 +290,9 @@ def encode_message(
     ec = _codes()
     values = np.asarray(values, dtype=np.float64)
     if values.shape != grid.shape:
-        raise GridError(f"values have shape {values.shape}, expected {grid.shape} for {grid.describe()}")
+        raise GridError(
+            f"values have shape {values.shape}, expected {grid.shape} for {grid.describe()}"
+        )
     t = np.datetime64(reference_time, "s").astype(object)
     handle = ec.codes_grib_new_from_samples("GRIB2")
     try:

@@ -37,5 +37,9 @@ def valid_time_from_path(path: str | Path) -> np.datetime64 | None:
 
 def find_layout_files(root: str | Path, fxx: int | None = 0) -> list[Path]:
     """Files below ``root`` laid out as in the NOAA archive (forecast hour ``fxx``; None = all)."""
-    pattern = "hrrr.*/conus/hrrr.t*z.wrfsfcf*.grib2" if fxx is None else f"hrrr.*/conus/hrrr.t*z.wrfsfcf{fxx:02d}.grib2"
+    pattern = (
+        "hrrr.*/conus/hrrr.t*z.wrfsfcf*.grib2"
+        if fxx is None
+        else f"hrrr.*/conus/hrrr.t*z.wrfsfcf{fxx:02d}.grib2"
+    )
     return sorted(p for p in Path(root).glob(pattern) if valid_time_from_path(p) is not None)

@@ -62,7 +62,7 @@ _SEASON = {
     CELL: (200.0, 0.03, 2.0),
     SQUALL: (150.0, 0.15, 1.0),
     MCS: (190.0, 0.02, 2.0),
-    STRATIFORM: (15.0, 0.25, 1.0),
+    STRATIFORM: (15.0, 0.12, 1.0),
 }
 # Extra margin (km) around the grid in which events may be born, to drift in from outside.
 _MARGIN_KM = {CELL: 150.0, SQUALL: 700.0, MCS: 700.0, STRATIFORM: 1200.0}
@@ -79,14 +79,14 @@ class SynthConfig:
     render_km: float = 6.0
     """Pixel of the internal rendering grid (km); a grid finer than this gets an integer
     upsampling factor, a coarser one is rendered directly."""
-    cell_rate: float = 190.0
+    cell_rate: float = 500.0
     """Isolated-cell births per day per 10^6 km^2 where and when they are most favoured
     (late afternoon local time, mid-July, a warm latitude)."""
-    squall_rate: float = 1.2
+    squall_rate: float = 4.0
     """Squall-line births per day per 10^6 km^2 at their seasonal peak (June)."""
-    mcs_rate: float = 1.1
+    mcs_rate: float = 9.0
     """MCS births per day per 10^6 km^2 at their seasonal peak (July), in the evening."""
-    stratiform_rate: float = 0.9
+    stratiform_rate: float = 1.8
     """Stratiform-shield births per day per 10^6 km^2 at their seasonal peak (January)."""
     activity_spread: float = 0.6
     """Log-normal spread of the day-to-day activity (persists over about three days)."""
@@ -105,7 +105,7 @@ class SynthConfig:
     """Value of "no echo" (HRRR's clear-air REFC); NaN is never produced."""
     min_echo_dbz: float = 5.0
     """Reflectivity below this is replaced by ``background_dbz``."""
-    texture_db: float = 2.0
+    texture_db: float = 1.5
     """Standard deviation (dB) of the fine-scale texture added to echoes."""
     clear_fraction: float = 0.01
     """An hour with less than this fraction of the grid at >= 20 dBZ is labelled ``"clear"``."""
@@ -491,7 +491,7 @@ def _draw_event(
             a=half,
             b=float(rng.uniform(8.0, 12.0)),
             angle=heading + math.pi / 2 + rng.normal(0, 0.4),
-            peak=float(rng.uniform(47.0, 56.0)),
+            peak=float(rng.uniform(45.0, 53.0)),
             parts=parts,
             tex=tex,
         )
@@ -520,7 +520,7 @@ def _draw_event(
             a=radius,
             b=radius * rng.uniform(0.6, 0.9),
             angle=heading,
-            peak=float(rng.uniform(46.0, 56.0)),
+            peak=float(rng.uniform(44.0, 52.0)),
             parts=parts,
             tex=tex,
         )
@@ -719,12 +719,12 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
 
 @lru_cache(maxsize=4)
 def _shield_texture(seed: int) -> np.ndarray:
-    """(_TEX_N, _TEX_N) periodic unit-variance texture, red spectrum from ~8 to ~250 km."""
+    """(_TEX_N, _TEX_N) periodic unit-variance texture: power ~ k^-3.6 from ~6 to ~250 km."""
     rng = np.random.default_rng([seed, 3])
     k = np.fft.fftfreq(_TEX_N, d=_TEX_KM)  # cycles per km
     kk = np.hypot(k[:, None], k[None, :])  # (N, N)
     k0 = 1.0 / 250.0
-    amp = (kk**2 + k0**2) ** -0.75 * np.exp(-((kk * 8.0) ** 2))  # (N, N)
+    amp = (kk**2 + k0**2) ** -0.9 * np.exp(-((kk * 6.0) ** 2))  # (N, N)
     spectrum = amp * (rng.standard_normal(kk.shape) + 1j * rng.standard_normal(kk.shape))
     field = np.fft.ifft2(spectrum).real  # (N, N)
     field = (field - field.mean()) / field.std()
