@@ -22,8 +22,8 @@ log = logging.getLogger("wxembed")
 
 BeamArgs = Annotated[
     list[str] | None,
-    typer.Argument(
-        help="Extra Apache Beam options, after '--' (e.g. -- --runner FlinkRunner ...)."
+    typer.Option(
+        "--beam", help="An Apache Beam pipeline option, repeatable: --beam=--runner=FlinkRunner"
     ),
 ]
 
@@ -110,12 +110,7 @@ def ingest(
         int, typer.Option(help="HRRR forecast hour to take from a NOAA-layout folder.")
     ] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (DirectRunner).")] = 2,
-    beam_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--beam", help="An Apache Beam option, repeatable: --beam=--runner=FlinkRunner"
-        ),
-    ] = None,
+    beam_args: BeamArgs = None,
 ) -> None:
     """Decode radar files (HRRR GRIB2, MRMS GRIB2, FMI PGM) into an archive with a Beam pipeline.
 
@@ -125,7 +120,7 @@ def ingest(
 
     try:
         report = ingest_files(
-            inputs, archive, kind=kind, fxx=fxx, beam_args=beam_arg, workers=workers
+            inputs, archive, kind=kind, fxx=fxx, beam_args=beam_args, workers=workers
         )
     except WxembedError as exc:
         raise _fail(exc) from None
