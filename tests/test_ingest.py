@@ -167,3 +167,28 @@ def test_an_ingest_killed_part_way_resumes_with_each_hour_exactly_once(tmp_path)
     for h in (0, 11, 23):
         expected = decode_refc(tmp_path / "noaa" / path_for_valid_time(_hour(h))).dbz
         assert np.abs(archive.read_dbz(_hour(h)) - expected).max() <= 0.25
+
+
+def test_fmi_frames_ingest_onto_their_own_stereographic_grid(shared_data, tmp_path):
+    frames = sorted((shared_data / "fmi" / "20160928").glob("*.pgm.gz"))[:3]
+    report = ingest_files(frames, tmp_path / "fmi.zarr", workers=1, progress=False)
+    assert report.counts()["stored"] == 3
+    archive = Archive(tmp_path / "fmi.zarr")
+    assert archive.grid.shape == (1226, 760) and "stere" in archive.grid.crs
+    assert list(archive.stored_times()) == [
+        np.datetime64("2016-09-28T14:45:00") + np.timedelta64(5 * i, "m") for i in range(3)
+    ]
+    dbz = archive.read_dbz(archive.stored_times()[0])
+    assert 0.1 < np.isnan(dbz).mean() < 0.5  # outside radar range stays "no data"
+
+
+def test_the_mrms_composite_ingests_with_its_coverage_kept_as_no_data(shared_data, tmp_path):
+    (path,) = sorted((shared_data / "mrms").glob("*.grib2"))
+    report = ingest_files(path, tmp_path / "mrms.zarr", workers=1, progress=False)
+    assert report.counts()["stored"] == 1
+    archive = Archive(tmp_path / "mrms.zarr")
+    assert archive.grid.shape == (3500, 7000)
+    dbz = archive.read_dbz("2022-07-04T11:00:40")
+    covered = dbz[~np.isnan(dbz)]
+    assert 0.3 < np.isnan(dbz).mean() < 0.45
+    assert 0.01 < (covered > 20).mean() < 0.1

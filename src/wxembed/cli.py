@@ -33,12 +33,13 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("apache_beam", "numcodecs", "zarr", "urllib3", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("wxembed").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:  # Beam relays its workers' chatter as warnings
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
 
 def _fail(exc: Exception) -> typer.Exit:

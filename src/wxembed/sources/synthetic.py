@@ -62,7 +62,7 @@ _SEASON = {
     CELL: (200.0, 0.03, 2.0),
     SQUALL: (150.0, 0.15, 1.0),
     MCS: (190.0, 0.02, 2.0),
-    STRATIFORM: (15.0, 0.12, 1.0),
+    STRATIFORM: (15.0, 0.2, 1.0),
 }
 # Extra margin (km) around the grid in which events may be born, to drift in from outside.
 _MARGIN_KM = {CELL: 150.0, SQUALL: 700.0, MCS: 700.0, STRATIFORM: 1200.0}
@@ -458,7 +458,7 @@ def _draw_event(
             a=sigma * rng.uniform(1.0, 1.5),
             b=sigma,
             angle=float(rng.uniform(0, np.pi)),
-            peak=41.0 + 20.0 * rng.beta(2.0, 2.5) - 5.0 * (1 - summer),
+            peak=40.0 + 20.0 * rng.beta(2.0, 2.8) - 5.0 * (1 - summer),
             parts=parts,
             tex=tex,
         )
@@ -496,8 +496,8 @@ def _draw_event(
             tex=tex,
         )
     if kind == MCS:
-        radius = 70.0 + 100.0 * rng.beta(2.0, 2.5)
-        n_core = int(radius / 7.0)
+        radius = 90.0 + 150.0 * rng.beta(2.0, 2.5)
+        n_core = int(radius / 12.0)
         bearing = rng.normal(0, 0.8, n_core)  # around the leading edge, radians from heading
         dist = rng.uniform(0.4, 0.9, n_core)
         parts = np.column_stack(
@@ -597,7 +597,7 @@ def _texture_window(
 def _paint_cell(
     acc: np.ndarray, geom: _Geometry, texture: np.ndarray, x: float, y: float, a: float,
     b: float, angle: float, peak: float, tex_origin: tuple[float, float],
-    halo_ratio: float = 2.5, halo_db: float = 14.0,
+    halo_ratio: float = 3.0, halo_db: float = 15.0,
 ) -> int:
     """Add a convective cell at (x, y) km: a Gaussian core in Z (sigma ``a`` by ``b`` km) plus a
     ``halo_ratio`` times wider halo ``halo_db`` below the core, roughened by a 3 dB texture.
@@ -678,10 +678,10 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
         painted = _paint_shield(
             acc, geom, texture, x, y, half, band, ev.angle, 38.0 + 0.5 * env, 4.0, tex
         )
-        back = 4.5 * band  # the trailing stratiform region lies behind the line
+        back = 5.5 * band  # the trailing stratiform region lies behind the line
         painted += _paint_shield(
-            acc, geom, texture, x + back * s, y - back * c, 0.9 * half, 4.0 * band, ev.angle,
-            31.0 + 0.5 * env, 6.0, tex,
+            acc, geom, texture, x + back * s, y - back * c, 0.9 * half, 5.0 * band, ev.angle,
+            30.0 + 0.5 * env, 6.0, tex,
         )
         for along, across, sigma, offset, phase in ev.parts:
             if abs(along) * ev.a <= half:
@@ -693,7 +693,7 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
         grow = 0.5 + 0.5 * math.sqrt(frac)
         a, b = ev.a * grow, ev.b * grow
         painted = _paint_shield(
-            acc, geom, texture, x, y, a, b, ev.angle, 34.0 + 0.6 * env, 5.0, tex
+            acc, geom, texture, x, y, a, b, ev.angle, 32.0 + 0.6 * env, 5.0, tex
         )
         cores_env = _envelope(min(frac * 1.4, 0.99))  # cores die before the shield does
         for along, across, sigma, offset, phase in ev.parts:
