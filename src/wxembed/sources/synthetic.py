@@ -54,6 +54,7 @@ _EXTENT_ROUND_KM = 200.0
 _ECHO_DBZ = 20.0  # threshold of the area that decides an hour's regime
 _TEX_KM = 4.0  # pixel of the stratiform texture
 _TEX_N = 1024  # the stratiform texture is periodic, _TEX_N * _TEX_KM km
+_SHIELD_DROP_DB = 15.0  # a shield's reflectivity at its semi-axes, below its peak
 _FINE_PAD = 128  # the fine texture is this many pixels larger than the grid, to shift it per hour
 
 # Seasonal cycle of each kind's birth rate: (day of year of the maximum, floor, sharpness);
@@ -62,7 +63,7 @@ _SEASON = {
     CELL: (200.0, 0.03, 2.0),
     SQUALL: (150.0, 0.15, 1.0),
     MCS: (190.0, 0.02, 2.0),
-    STRATIFORM: (15.0, 0.2, 1.0),
+    STRATIFORM: (15.0, 0.25, 2.0),
 }
 # Extra margin (km) around the grid in which events may be born, to drift in from outside.
 _MARGIN_KM = {CELL: 150.0, SQUALL: 700.0, MCS: 700.0, STRATIFORM: 1200.0}
@@ -79,14 +80,14 @@ class SynthConfig:
     render_km: float = 6.0
     """Pixel of the internal rendering grid (km); a grid finer than this gets an integer
     upsampling factor, a coarser one is rendered directly."""
-    cell_rate: float = 500.0
+    cell_rate: float = 750.0
     """Isolated-cell births per day per 10^6 km^2 where and when they are most favoured
     (late afternoon local time, mid-July, a warm latitude)."""
-    squall_rate: float = 4.0
+    squall_rate: float = 5.0
     """Squall-line births per day per 10^6 km^2 at their seasonal peak (June)."""
     mcs_rate: float = 9.0
     """MCS births per day per 10^6 km^2 at their seasonal peak (July), in the evening."""
-    stratiform_rate: float = 1.8
+    stratiform_rate: float = 1.2
     """Stratiform-shield births per day per 10^6 km^2 at their seasonal peak (January)."""
     activity_spread: float = 0.6
     """Log-normal spread of the day-to-day activity (persists over about three days)."""
@@ -313,7 +314,7 @@ def _diurnal(kind: int, local_hour: np.ndarray, config: SynthConfig) -> np.ndarr
     peak, kappa = {
         CELL: (config.diurnal_peak_hour, config.diurnal_strength),
         SQUALL: (config.diurnal_peak_hour + 1.0, 0.6 * config.diurnal_strength),
-        MCS: (config.diurnal_peak_hour + 4.0, 0.8 * config.diurnal_strength),
+        MCS: (config.diurnal_peak_hour + 2.0, 0.8 * config.diurnal_strength),
         STRATIFORM: (0.0, 0.0),
     }[kind]
     return np.exp(kappa * (np.cos(2 * np.pi * (local_hour - peak) / 24.0) - 1.0))
@@ -512,7 +513,7 @@ def _draw_event(
         return _Event(
             kind=kind,
             birth=birth,
-            life=float(rng.uniform(8.0, 18.0)),
+            life=float(rng.uniform(6.0, 14.0)),
             x=float(xy[0]),
             y=float(xy[1]),
             u=u,
@@ -532,7 +533,7 @@ def _draw_event(
             rng.uniform(-0.6, 0.6, n_core),
             rng.uniform(-0.6, 0.6, n_core),
             rng.uniform(5.0, 10.0, n_core),
-            rng.uniform(4.0, 12.0, n_core),
+            rng.uniform(2.0, 8.0, n_core),
             rng.uniform(0, 2 * np.pi, n_core),
         ]
     ).reshape(n_core, 5)
@@ -547,7 +548,7 @@ def _draw_event(
         a=a,
         b=a * rng.uniform(0.3, 0.7),
         angle=heading + rng.normal(0, 0.5),
-        peak=float(rng.uniform(25.0, 32.0) + 2.0 * (1 - summer)),
+        peak=float(rng.uniform(24.0, 31.0)),
         parts=parts,
         tex=tex,
     )
@@ -586,26 +587,29 @@ def _ellipse(
 
 
 def _texture_window(
-    geom: _Geometry, texture: np.ndarray, rows: slice, cols: slice, tex_x: float, tex_y: float
+    geom: _Geometry, texture: np.ndarray, rows: slice, cols: slice, tex_x: float, tex_y: float,
+    stretch: float = 1.0,
 ) -> np.ndarray:
-    """(h, w) texture over a window, its origin at (tex_x, tex_y) km on the grid's plane."""
-    ix = ((geom.xc[cols] - tex_x) / _TEX_KM).astype(np.intp) % _TEX_N  # (w,)
-    iy = ((geom.yc[rows] - tex_y) / _TEX_KM).astype(np.intp) % _TEX_N  # (h,)
+    """(h, w) texture over a window, its origin at (tex_x, tex_y) km on the grid's plane and its
+    scales ``stretch`` times larger than the texture's own."""
+    step = _TEX_KM * stretch
+    ix = ((geom.xc[cols] - tex_x) / step).astype(np.intp) % _TEX_N  # (w,)
+    iy = ((geom.yc[rows] - tex_y) / step).astype(np.intp) % _TEX_N  # (h,)
     return texture[np.ix_(iy, ix)]
 
 
 def _paint_cell(
     acc: np.ndarray, geom: _Geometry, texture: np.ndarray, x: float, y: float, a: float,
     b: float, angle: float, peak: float, tex_origin: tuple[float, float],
-    halo_ratio: float = 3.0, halo_db: float = 15.0,
+    halo_ratio: float = 3.0, halo_db: float = 13.0,
 ) -> int:
     """Add a convective cell at (x, y) km: a Gaussian core in Z (sigma ``a`` by ``b`` km) plus a
     ``halo_ratio`` times wider halo ``halo_db`` below the core, roughened by a 3 dB texture.
     Returns the pixels where the cell alone is >= 20 dBZ."""
-    depth = max(peak - halo_db, 1.0)  # paint down to about 0 dBZ
+    # Paint down to about -5 dBZ, so that even a dozen overlapping halos leave no visible edge.
     reach = max(a, b) * max(
-        halo_ratio * math.sqrt(2 * depth / _DB_PER_NEPER),
-        math.sqrt(2 * max(peak, 1.0) / _DB_PER_NEPER),
+        halo_ratio * math.sqrt(2 * max(peak - halo_db + 5.0, 1.0) / _DB_PER_NEPER),
+        math.sqrt(2 * max(peak + 5.0, 1.0) / _DB_PER_NEPER),
     )
     win = _ellipse(geom, x, y, a, b, angle, reach)
     if win is None:
@@ -621,20 +625,24 @@ def _paint_cell(
 
 
 def _paint_shield(
-    acc: np.ndarray, geom: _Geometry, texture: np.ndarray, x: float, y: float, a: float,
-    b: float, angle: float, peak: float, tex_db: float, tex_origin: tuple[float, float],
+    acc: np.ndarray, geom: _Geometry, textures: tuple[np.ndarray, np.ndarray], x: float,
+    y: float, a: float, b: float, angle: float, peak: float, tex_db: float,
+    tex_origin: tuple[float, float],
 ) -> int:
-    """Add a stratiform shield at (x, y) km: flat-topped, ``peak - 20 q^2`` dBZ (q = 1 at the
-    semi-axes ``a``, ``b`` km), plus a texture of ``tex_db`` dB that makes it ragged. Returns the
-    pixels where the shield alone is >= 20 dBZ."""
-    q_max = math.sqrt(max(peak + 2.5 * tex_db, 0.0) / 20.0)  # paint down to about 0 dBZ
+    """Add a stratiform shield at (x, y) km: Gaussian in Z, ``peak - _SHIELD_DROP_DB * q`` dBZ
+    (q = 1 at the semi-axes ``a``, ``b`` km), its outline warped by one texture and its inside
+    roughened by another of ``tex_db`` dB. Returns the pixels where it alone is >= 20 dBZ."""
+    # Paint down to about 0 dBZ even where the warp shrinks q by exp(-0.8).
+    q_max = max(peak + 2.5 * tex_db, 1.0) / (0.45 * _SHIELD_DROP_DB)
     win = _ellipse(geom, x, y, a, b, angle, max(a, b) * math.sqrt(q_max))
     if win is None:
         return 0
     rows, cols, q = win
-    dbz = _texture_window(geom, texture, rows, cols, *tex_origin) * np.float32(tex_db)  # (h, w)
-    q *= q
-    q *= 20.0
+    detail, outline = textures
+    # The outline texture warps the ellipse: q is scaled by exp(+-0.4) or so.
+    q *= np.exp(np.float32(0.4) * _texture_window(geom, outline, rows, cols, *tex_origin))
+    dbz = _texture_window(geom, detail, rows, cols, *tex_origin) * np.float32(tex_db)  # (h, w)
+    q *= np.float32(_SHIELD_DROP_DB)
     dbz -= q
     dbz += peak
     acc[rows, cols] += np.exp(dbz * np.float32(_LN10_OVER_10))
@@ -653,7 +661,8 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
     x, y = ev.x + ev.u * age, ev.y + ev.v * age
     env = _envelope(frac)
     c, s = math.cos(ev.angle), math.sin(ev.angle)
-    texture = _shield_texture(seed)
+    textures = _textures(seed)
+    texture = textures[0]
     # The texture moves with the event, drifting slowly inside it.
     tex = (x - ev.tex[0] - ev.tex[2] * age, y - ev.tex[1] - ev.tex[3] * age)
 
@@ -676,29 +685,29 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
         half = ev.a * (0.45 + 0.55 * math.sin(math.pi * min(1.0, 1.3 * frac)))
         band = ev.b
         painted = _paint_shield(
-            acc, geom, texture, x, y, half, band, ev.angle, 38.0 + 0.5 * env, 4.0, tex
+            acc, geom, textures, x, y, half, band, ev.angle, 38.0 + 0.5 * env, 4.0, tex
         )
         back = 5.5 * band  # the trailing stratiform region lies behind the line
         painted += _paint_shield(
-            acc, geom, texture, x + back * s, y - back * c, 0.9 * half, 5.0 * band, ev.angle,
+            acc, geom, textures, x - back * s, y + back * c, 0.9 * half, 5.0 * band, ev.angle,
             30.0 + 0.5 * env, 6.0, tex,
         )
         for along, across, sigma, offset, phase in ev.parts:
             if abs(along) * ev.a <= half:
                 pk = ev.peak + env + offset + 4.0 * math.sin(phase + 1.5 * age)
-                painted += core(along * ev.a, across * band, sigma, pk, halo_db=15.0)
+                painted += core(along * ev.a, across * band, sigma, pk, halo_ratio=2.0, halo_db=15.0)
         return painted
 
     if ev.kind == MCS:
         grow = 0.5 + 0.5 * math.sqrt(frac)
         a, b = ev.a * grow, ev.b * grow
         painted = _paint_shield(
-            acc, geom, texture, x, y, a, b, ev.angle, 32.0 + 0.6 * env, 5.0, tex
+            acc, geom, textures, x, y, a, b, ev.angle, 34.0 + 0.6 * env, 5.0, tex
         )
-        cores_env = _envelope(min(frac * 1.4, 0.99))  # cores die before the shield does
+        cores_env = _envelope(min(frac * 1.6, 0.99))  # cores die before the shield does
         for along, across, sigma, offset, phase in ev.parts:
             pk = ev.peak + cores_env + offset + 4.0 * math.sin(phase + 1.5 * age)
-            painted += core(along * a, across * b, sigma, pk, halo_db=15.0)
+            painted += core(along * a, across * b, sigma, pk, halo_ratio=2.0, halo_db=15.0)
         return painted
 
     # STRATIFORM: fades in and out over the first and last 15 % of its life.
@@ -706,29 +715,34 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
     a, b = ev.a * grow, ev.b * grow
     ramp = 10.0 * math.log10(max(min(frac / 0.15, (1 - frac) / 0.15, 1.0), 0.05))
     painted = _paint_shield(
-        acc, geom, texture, x, y, a, b, ev.angle, ev.peak + ramp, 6.0, tex
+        acc, geom, textures, x, y, a, b, ev.angle, ev.peak + ramp, 6.0, tex
     )
     for along, across, sigma, offset, phase in ev.parts:
         pk = ev.peak + ramp + offset + 3.0 * math.sin(phase + 0.5 * age)
-        painted += core(along * a, across * b, sigma, pk, halo_db=12.0)
+        painted += core(along * a, across * b, sigma, pk, halo_ratio=2.0, halo_db=12.0)
     return painted
 
 
 # ---- textures and the final field ----------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def _shield_texture(seed: int) -> np.ndarray:
-    """(_TEX_N, _TEX_N) periodic unit-variance texture: power ~ k^-3.6 from ~6 to ~250 km."""
-    rng = np.random.default_rng([seed, 3])
+def _red_noise(rng: np.random.Generator, largest_km: float, smallest_km: float) -> np.ndarray:
+    """(_TEX_N, _TEX_N) periodic unit-variance noise, _TEX_KM per pixel, with power ~ k^-3.6
+    between scales ``smallest_km`` and ``largest_km``."""
     k = np.fft.fftfreq(_TEX_N, d=_TEX_KM)  # cycles per km
     kk = np.hypot(k[:, None], k[None, :])  # (N, N)
-    k0 = 1.0 / 250.0
-    amp = (kk**2 + k0**2) ** -0.9 * np.exp(-((kk * 6.0) ** 2))  # (N, N)
+    amp = (kk**2 + largest_km**-2) ** -0.9 * np.exp(-((kk * smallest_km) ** 2))  # (N, N)
     spectrum = amp * (rng.standard_normal(kk.shape) + 1j * rng.standard_normal(kk.shape))
     field = np.fft.ifft2(spectrum).real  # (N, N)
-    field = (field - field.mean()) / field.std()
-    return field.astype(np.float32)
+    return ((field - field.mean()) / field.std()).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _textures(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two periodic textures of the echoes: detail (6 to 250 km, inside echoes) and
+    outline (40 to 400 km, warps the shields' shape)."""
+    rng = np.random.default_rng([seed, 3])
+    return _red_noise(rng, 250.0, 6.0), _red_noise(rng, 400.0, 40.0)
 
 
 @lru_cache(maxsize=4)

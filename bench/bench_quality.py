@@ -1,0 +1,166 @@
+"""Reconstruction quality of the seed and the fast autoencoders for the same training time.
+
+Both networks train for ``--seconds`` of wall-clock time each (Adam, batch ``--batch``) on
+synthetic storms (``wxembed.sources.synthetic``, seed 0, hours spread over a year) on the HRRR
+grid coarsened ``--factor`` times, then reconstruct held-out hours drawn from another synthetic
+seed (other storms altogether). Prints ONE JSON object with, per network: steps and images
+trained, held-out MSE in dBZ^2 (on the networks' 0..60 dBZ scale, every grid point), MSE where the
+target is >= 35 dBZ, and the critical success index at 35 dBZ (hits / (hits + misses + false
+alarms), pooled over all held-out points).
+
+At ``--factor 4`` (264 x 449, 12 km) the default hyperparameters are the scale analogues of the
+full-resolution defaults: the seed with ``num_layers=3`` (crop to 256 x 448, a 4 x 7 x 64 code,
+as 4/4/4 gives 4 x 7 x 128 on 1059 x 1799) and the fast network with ``patch=2`` (first stage at
+24 km, a 17 x 29 code, as ``patch=8`` on the full grid).
+
+    python bench/bench_quality.py                     # 2 x 150 s of training on CPU
+    python bench/bench_quality.py --seconds 60 --fast-loss logcosh
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}, "fast": {"patch": 2}}}
+
+
+def render(factor: int, seed: int, start: str, hours: int, step_h: int) -> torch.Tensor:
+    """(hours, 1, ny, nx) float32 in [0, 1]: synthetic hours ``step_h`` apart."""
+    from wxembed.grid import HRRR_CONUS
+    from wxembed.model import normalise_dbz
+    from wxembed.sources.synthetic import SynthConfig, render_hour
+
+    cfg = SynthConfig(seed=seed, grid=HRRR_CONUS.coarsen(factor))
+    t0 = np.datetime64(start, "s")
+    fields = [render_hour(cfg, t0 + np.timedelta64(h * step_h, "h")).dbz for h in range(hours)]
+    return normalise_dbz(torch.from_numpy(np.stack(fields))[:, None])
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
+    from wxembed.model import STRONG_ECHO, to_dbz
+
+    model.eval()
+    se = se_strong = 0.0
+    n = n_strong = hits = misses = false_alarms = 0
+    max_t, max_p = [], []
+    for i in range(0, len(x), batch):
+        t = x[i : i + batch]
+        p = model(t).clamp(0, 1)
+        err2 = (to_dbz(p) - to_dbz(t)) ** 2
+        strong_t, strong_p = t >= STRONG_ECHO, p >= STRONG_ECHO
+        se += float(err2.sum())
+        n += err2.numel()
+        se_strong += float(err2[strong_t].sum())
+        n_strong += int(strong_t.sum())
+        hits += int((strong_t & strong_p).sum())
+        misses += int((strong_t & ~strong_p).sum())
+        false_alarms += int((~strong_t & strong_p).sum())
+        max_t += to_dbz(t.amax(dim=(1, 2, 3))).tolist()
+        max_p += to_dbz(p.amax(dim=(1, 2, 3))).tolist()
+    model.train()
+    denom = hits + misses + false_alarms
+    return {
+        "mse_dbz2": round(se / n, 3),
+        "mse_dbz2_where_target_ge35": round(se_strong / n_strong, 2) if n_strong else None,
+        "csi_35dbz": round(hits / denom, 4) if denom else None,
+        "points_ge35_target": n_strong,
+        "points_ge35_predicted": hits + false_alarms,
+        "mean_image_max_dbz_target": round(float(np.mean(max_t)), 2),
+        "mean_image_max_dbz_predicted": round(float(np.mean(max_p)), 2),
+    }
+
+
+def train(arch: str, hparams: dict, loss_name: str, train_x: torch.Tensor, test_x: torch.Tensor,
+          args: argparse.Namespace) -> dict:  # fmt: skip
+    from wxembed.model import build_model, count_parameters, logcosh, weighted_logcosh
+
+    loss_fn = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh}[loss_name]
+    torch.manual_seed(args.torch_seed)
+    model = build_model(arch, tuple(train_x.shape[-2:]), **hparams)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    g = torch.Generator().manual_seed(args.torch_seed)
+    steps = 0
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < args.seconds:
+        idx = torch.randint(len(train_x), (args.batch,), generator=g)
+        xb = train_x[idx]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), xb)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        steps += 1
+    seconds = time.perf_counter() - t0
+    tail = losses[-max(1, len(losses) // 10) :]
+    return {
+        "hparams": hparams,
+        "params": count_parameters(model),
+        "loss": loss_name,
+        "train_seconds": round(seconds, 1),
+        "steps": steps,
+        "images_seen": steps * args.batch,
+        "train_loss_last10pct": float(np.mean(tail)),
+        "held_out": evaluate(model, test_x, 16),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--factor", type=int, default=4, help="coarsening of the HRRR grid")
+    parser.add_argument("--seconds", type=float, default=150.0, help="training time per network")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--train-hours", type=int, default=800, help="training hours, 11 h apart")
+    parser.add_argument("--test-hours", type=int, default=150, help="held-out hours, 29 h apart")
+    parser.add_argument("--archs", default="seed,fast")
+    parser.add_argument("--seed-hparams", default=None, help="JSON; default: the factor's analogue")
+    parser.add_argument("--fast-hparams", default=None, help="JSON; default: the factor's analogue")
+    parser.add_argument("--seed-loss", default="logcosh", choices=["logcosh", "weighted_logcosh"])
+    parser.add_argument("--fast-loss", default="weighted_logcosh",
+                        choices=["logcosh", "weighted_logcosh"])  # fmt: skip
+    parser.add_argument("--torch-seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    train_x = render(args.factor, 0, "2024-01-01T00", args.train_hours, 11)
+    test_x = render(args.factor, 1, "2023-01-01T05", args.test_hours, 29)
+    out: dict = {
+        "grid_shape": list(train_x.shape[-2:]),
+        "factor": args.factor,
+        "train_hours": len(train_x),
+        "test_hours": len(test_x),
+        "train_fraction_ge35dbz": round(float((train_x >= 35 / 60).float().mean()), 5),
+        "test_fraction_ge35dbz": round(float((test_x >= 35 / 60).float().mean()), 5),
+        "render_seconds": round(time.perf_counter() - t0, 1),
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "lr": args.lr,
+        "seconds_per_arch": args.seconds,
+    }
+    # the all-zero reconstruction, for scale
+    zero_mse = float(((test_x * 60) ** 2).mean())
+    out["held_out_mse_dbz2_of_all_zero_output"] = round(zero_mse, 3)
+    analogue = ANALOGUE_HPARAMS.get(args.factor, {})
+    for arch in args.archs.split(","):
+        given = getattr(args, f"{arch}_hparams")
+        hparams = json.loads(given) if given else analogue.get(arch, {})
+        out[arch] = train(arch, hparams, getattr(args, f"{arch}_loss"), train_x, test_x, args)
+    if "seed" in out and "fast" in out:
+        s, f = out["seed"]["held_out"]["mse_dbz2"], out["fast"]["held_out"]["mse_dbz2"]
+        out["mse_ratio_fast_over_seed"] = round(f / s, 3) if s and math.isfinite(s) else None
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

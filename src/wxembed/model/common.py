@@ -1,0 +1,182 @@
+"""Shared pieces of the autoencoders: input normalisation, crop/pad arithmetic, losses.
+
+The networks see reflectivity as a float in [0, 1]: dBZ clipped to 0..:data:`DBZ_MAX` and
+divided by :data:`DBZ_MAX`. "No echo" (the archive's -32 dBZ floor, HRRR's -10 dBZ clear air)
+and "no data" (raw 255, outside radar coverage) both become 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, replace
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wxembed.archive import ADD_OFFSET, NODATA, SCALE_FACTOR
+from wxembed.errors import WxembedError
+
+DBZ_MAX = 60.0
+"""dBZ that maps to 1.0 at the network's input and output."""
+
+STRONG_ECHO = 35.0 / DBZ_MAX
+"""35 dBZ on the network's scale: the threshold of :func:`weighted_logcosh`."""
+
+
+class ModelError(WxembedError):
+    """A network's hyperparameters do not fit the grid, or make no sense on their own.
+
+    Re-exported as ``wxembed.model.ModelError``.
+    """
+
+
+# ---- input / output scaling ----------------------------------------------------------------
+
+
+def normalise_raw(raw: Tensor) -> Tensor:
+    """Archive uint8 codes to the network's input scale (float32 in [0, 1], same shape).
+
+    ``dBZ = raw * 0.5 - 32``; raw 255 ("no data") counts as 0 dBZ; then dBZ is clipped to
+    0..60 and divided by 60. So raw 255 -> 0, raw 64 (0 dBZ) -> 0, raw 184 (60 dBZ) -> 1.
+    """
+    dbz = raw.to(torch.float32) * SCALE_FACTOR + ADD_OFFSET
+    dbz = torch.where(raw == NODATA, torch.zeros_like(dbz), dbz)
+    return dbz.clamp_(0.0, DBZ_MAX) / DBZ_MAX
+
+
+def normalise_dbz(dbz: Tensor) -> Tensor:
+    """dBZ (float, NaN = no data) to the network's input scale; NaN counts as 0 dBZ."""
+    dbz = torch.nan_to_num(dbz.to(torch.float32), nan=0.0)
+    return dbz.clamp(0.0, DBZ_MAX) / DBZ_MAX
+
+
+def to_dbz(x: Tensor) -> Tensor:
+    """The network's [0, 1] scale back to dBZ (0..60)."""
+    return x * DBZ_MAX
+
+
+# ---- configs -------------------------------------------------------------------------------
+
+C = TypeVar("C")
+
+
+def make_config(cls: type[C], config: C | None, hparams: dict[str, Any], arch: str) -> C:
+    """``config`` (or ``cls()``) with ``hparams`` replaced; unknown names raise
+    :class:`ModelError` listing the known ones."""
+    base = cls() if config is None else config
+    if not isinstance(base, cls):
+        raise ModelError(f"{arch} network: config must be a {cls.__name__}, got {config!r}")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(hparams) - known)
+    if unknown:
+        raise ModelError(
+            f"{arch} network: unknown hyperparameters {unknown}; known: {sorted(known)}"
+        )
+    return replace(base, **hparams) if hparams else base  # type: ignore[type-var]
+
+
+# ---- crop / pad arithmetic -----------------------------------------------------------------
+
+
+def centre_crop_box(
+    shape: tuple[int, int], multiple: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((top, bottom), (left, right))`` to cut from ``shape`` to leave the largest size that
+    ``multiple`` divides.
+
+    With ``d`` rows (columns) too many, the rows lose ``floor(d / 2)`` at the start and the rest
+    at the end, the columns ``ceil(d / 2)`` at the start and the rest at the end, as the original
+    network did: HRRR's 1059 x 1799 at ``multiple`` 256 loses 17 + 18 rows and 4 + 3 columns,
+    leaving 1024 x 1792. Raises :class:`ModelError` when a side is shorter than ``multiple``.
+    """
+    ny, nx = shape
+    if ny < multiple or nx < multiple:
+        raise ModelError(f"grid {ny} x {nx} is smaller than {multiple} x {multiple}")
+    dy, dx = ny % multiple, nx % multiple
+    return (dy // 2, dy - dy // 2), (dx - dx // 2, dx // 2)
+
+
+def pad_amount(n: int, multiple: int) -> int:
+    """How many points to add to ``n`` to reach the next multiple of ``multiple``."""
+    return -n % multiple
+
+
+def padded_shape(shape: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """``shape`` rounded up to multiples of ``multiple``."""
+    return tuple(n + pad_amount(n, multiple) for n in shape)  # type: ignore[return-value]
+
+
+def check_in_shape(in_shape: tuple[int, int], arch: str) -> tuple[int, int]:
+    """``in_shape`` as a pair of positive ints, or :class:`ModelError` naming ``arch``."""
+    try:
+        ny, nx = (int(n) for n in in_shape)
+    except (TypeError, ValueError):
+        raise ModelError(f"{arch} network: in_shape must be (ny, nx), got {in_shape!r}") from None
+    if ny < 1 or nx < 1:
+        raise ModelError(f"{arch} network: in_shape must be positive, got {ny} x {nx}")
+    return ny, nx
+
+
+def check_input(x: Tensor, in_shape: tuple[int, int], arch: str) -> None:
+    """Raise :class:`ModelError` unless ``x`` is ``(batch, 1, ny, nx)`` on the network's grid."""
+    if x.dim() != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != tuple(in_shape):
+        raise ModelError(
+            f"{arch} network built for (batch, 1, {in_shape[0]}, {in_shape[1]}) images, "
+            f"got a tensor of shape {tuple(x.shape)}"
+        )
+
+
+# ---- losses --------------------------------------------------------------------------------
+
+
+def _logcosh(diff: Tensor) -> Tensor:
+    """Elementwise log(cosh(diff)), stable for any size: |d| + log1p(exp(-2|d|)) - log 2."""
+    a = diff.abs()
+    return a + F.softplus(-2.0 * a) - math.log(2.0)
+
+
+def logcosh(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean log-cosh error (Keras ``LogCosh``): about MSE / 2 for small errors, MAE for large."""
+    return _logcosh(pred.float() - target.float()).mean()
+
+
+def weighted_logcosh(
+    pred: Tensor, target: Tensor, threshold: float = STRONG_ECHO, weight: float = 10.0
+) -> Tensor:
+    """Mean log-cosh error with ``weight`` times the weight where the target *or* the prediction
+    exceeds ``threshold`` (35 dBZ on the [0, 1] scale by default).
+
+    Strong echoes cover a few percent of an image at most; with plain log-cosh a network can
+    blur them into weak echo at almost no cost. Weighting misses (target strong) keeps the cores;
+    weighting false alarms (prediction strong) stops it from painting strong echo everywhere.
+    ``weight=1`` is :func:`logcosh`.
+    """
+    pred, target = pred.float(), target.float()
+    strong = (target > threshold) | (pred.detach() > threshold)
+    w = 1.0 + (weight - 1.0) * strong.to(pred.dtype)
+    return (w * _logcosh(pred - target)).mean()
+
+
+# ---- small shared modules ------------------------------------------------------------------
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all of them, or only those that require a gradient)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class StraightThroughClamp(nn.Module):
+    """Clamp to [lo, hi] in the forward pass, identity in the backward pass.
+
+    An output in range whose gradient never dies: a ReLU output stuck below zero where the
+    target has an echo gets no gradient and stays stuck; this one is pushed back up.
+    """
+
+    def __init__(self, lo: float = 0.0, hi: float = 1.0):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + (x.clamp(self.lo, self.hi) - x).detach()

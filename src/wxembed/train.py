@@ -1,0 +1,257 @@
+"""Training: an archive in, a self-describing checkpoint out (PyTorch Lightning).
+
+``train(TrainConfig(archive=..., out=...))`` splits the archive's stored hours by time (the last
+``val_fraction`` for validation), reads the uint8 chunks (held in memory when they fit, else by
+worker processes), and checkpoints every ``num_steps // num_checkpoints`` steps (the original's
+"virtual epochs"). ``resume=True`` continues from ``out/checkpoints/last.ckpt`` with the same step
+count and optimiser state. Checkpoints are loaded with ``weights_only`` everywhere, so a file
+that would run code when unpickled is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wxembed.archive import Archive
+from wxembed.errors import ArchiveError, WxembedError
+from wxembed.grid import Grid
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(WxembedError):
+    """A checkpoint is missing, corrupt, unsafe, or does not fit the data it is used with."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a model on an archive."""
+
+    archive: str
+    """Path of the Zarr archive to train on."""
+    out: str = "model"
+    """Folder for checkpoints, logs and the training report."""
+    arch: str = "fast"
+    """Network: "fast" (ours, the default) or "seed" (the original design)."""
+    hparams: dict = field(default_factory=dict)
+    """Hyperparameters of the network (e.g. num_layers, pool_size, num_filters, num_dense)."""
+    loss: str = "weighted_logcosh"
+    """"logcosh" (the original) or "weighted_logcosh" (extra weight on strong echoes)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    batch_size: int = 4
+    """Images per step (per device)."""
+    num_steps: int = 200
+    """Optimiser steps in all."""
+    num_checkpoints: int = 4
+    """Checkpoints written along the way (every num_steps // num_checkpoints steps)."""
+    val_fraction: float = 0.2
+    """The latest hours kept for validation (time-ordered split)."""
+    seed: int = 0
+    """Seed of every random generator."""
+    devices: int = 1
+    """Devices to train on; more than one uses DDP (distributed data parallel)."""
+    accelerator: str = "auto"
+    """"cpu", "gpu" or "auto"."""
+    compile: bool = False
+    """torch.compile the network (GPU)."""
+    workers: int = 0
+    """DataLoader worker processes when the archive is read from disk."""
+    in_memory_limit_gb: float = 4.0
+    """Hold the training hours in memory (uint8) when they take less than this."""
+    resume: bool = False
+    """Continue from out/checkpoints/last.ckpt."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+# ---- data ------------------------------------------------------------------------------------
+class ArchiveHours(Dataset):
+    """Stored hours of an archive as uint8 tensors ``(1, ny, nx)``, read lazily per worker."""
+
+    def __init__(self, archive_path: str | Path, times: np.ndarray):
+        self.archive_path = str(archive_path)
+        self.times = np.asarray(times)
+        self._archive: Archive | None = None
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._archive is None:  # opened in the worker process, not pickled across
+            self._archive = Archive(self.archive_path)
+        raw = self._archive.read_raw([self.times[i]])  # (1, ny, nx) uint8
+        return torch.from_numpy(raw)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_archive": None}
+
+
+class InMemoryHours(Dataset):
+    """The same hours, read once into one uint8 tensor ``(n, 1, ny, nx)``."""
+
+    def __init__(self, archive: Archive, times: np.ndarray):
+        self.data = torch.from_numpy(np.stack([archive.read_raw([t])[0] for t in times]))[:, None]
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.data[i]
+
+
+def split_times(archive: Archive, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Time-ordered split of the stored hours: earlier for training, the latest for validation."""
+    times = archive.stored_times()
+    if len(times) < 2:
+        raise ArchiveError(
+            f"{archive.path}: {len(times)} stored hour(s); training needs at least 2 "
+            "(one for training, one held out)"
+        )
+    n_val = min(max(1, int(round(len(times) * val_fraction))), len(times) - 1)
+    return times[:-n_val], times[-n_val:]
+
+
+def _dataset(archive: Archive, times: np.ndarray, limit_gb: float) -> Dataset:
+    nbytes = len(times) * archive.grid.size
+    if nbytes <= limit_gb * 1e9:
+        log.info("holding %d hours (%.2f GB) in memory", len(times), nbytes / 1e9)
+        return InMemoryHours(archive, times)
+    return ArchiveHours(archive.path, times)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, loaded safely: tensors and plain values only, no code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused: the file holds objects other than tensors and plain values "
+            f"(loading it could run code): {str(exc).splitlines()[0]}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"{path}: not a wxembed checkpoint (no state_dict / hyper_parameters)")
+    return ckpt
+
+
+def load_model(path: str | Path):
+    """Rebuild the trained LightningModule from a checkpoint alone, in eval mode.
+
+    Returns ``(module, grid)``.
+    """
+    from wxembed.model.lit import AutoencoderModule
+
+    ckpt = load_checkpoint(path)
+    hp = dict(ckpt["hyper_parameters"])
+    try:
+        grid = Grid.from_json(hp["grid_json"])
+        module = AutoencoderModule(**{**hp, "channels_last": False})
+        module.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError, WxembedError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the model ({type(exc).__name__}: {exc})") from None
+    return module.eval(), grid
+
+
+def check_grid(checkpoint_grid: Grid, archive: Archive, what: str) -> None:
+    if not checkpoint_grid.same_as(archive.grid):
+        raise CheckpointError(
+            f"{what} was trained on grid {checkpoint_grid.describe()}, but archive {archive.path} "
+            f"is on {archive.grid.describe()}"
+        )
+
+
+# ---- training --------------------------------------------------------------------------------
+def train(config: TrainConfig) -> dict:
+    """Train; return a report (steps, losses, checkpoint paths, images/s)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from wxembed.model.lit import AutoencoderModule
+
+    archive = Archive(config.archive)
+    out = Path(config.out)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if config.resume:
+        if not last.exists():
+            raise CheckpointError(f"{last}: nothing to resume (no last checkpoint in {out})")
+        resumed = load_checkpoint(last)  # refuses an unsafe file before Lightning opens it
+        check_grid(Grid.from_json(resumed["hyper_parameters"]["grid_json"]), archive, str(last))
+    elif last.exists():
+        raise CheckpointError(f"{out} already holds checkpoints; pass resume=True (--resume) or another --out")
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    train_times, val_times = split_times(archive, config.val_fraction)
+    gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available())
+    module = AutoencoderModule(
+        config.arch, archive.grid.shape, dict(config.hparams), loss=config.loss, lr=config.lr,
+        grid_json=archive.grid.to_json(), archive=str(archive.path), channels_last=gpu,
+    )  # fmt: skip
+    if config.compile:
+        module.net = torch.compile(module.net)
+    train_data = _dataset(archive, train_times, config.in_memory_limit_gb)
+    val_data = _dataset(archive, val_times, config.in_memory_limit_gb)
+    workers = config.workers if isinstance(train_data, ArchiveHours) else 0
+    loader = dict(batch_size=config.batch_size, num_workers=workers, pin_memory=gpu,
+                  persistent_workers=workers > 0)  # fmt: skip
+    every = max(1, config.num_steps // max(1, config.num_checkpoints))
+    checkpoints = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="step={step}", every_n_train_steps=every, save_top_k=-1,
+        save_last=True, auto_insert_metric_name=False,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=config.num_steps,
+        max_epochs=-1,
+        accelerator="gpu" if gpu else "cpu",
+        devices=config.devices,
+        strategy="ddp" if config.devices > 1 else "auto",
+        precision="bf16-mixed" if gpu else "32-true",
+        callbacks=[checkpoints],
+        logger=CSVLogger(out, name="logs", version=0),
+        val_check_interval=every if len(train_data) > every * config.batch_size else None,
+        check_val_every_n_epoch=None if len(train_data) > every * config.batch_size else 1,
+        log_every_n_steps=max(1, min(10, every)),
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        deterministic=False,
+        num_sanity_val_steps=0,
+    )
+    import time
+
+    t0 = time.perf_counter()
+    trainer.fit(
+        module,
+        DataLoader(train_data, shuffle=True, drop_last=len(train_data) > config.batch_size, **loader),
+        DataLoader(val_data, shuffle=False, **loader),
+        ckpt_path=str(last) if config.resume else None,
+    )
+    seconds = time.perf_counter() - t0
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    report = {
+        "config": asdict(config),
+        "global_step": int(trainer.global_step),
+        "train_hours": len(train_times),
+        "val_hours": len(val_times),
+        "parameters": sum(p.numel() for p in module.net.parameters()),
+        "seconds": round(seconds, 2),
+        "metrics": {k: (None if math.isnan(v) else v) for k, v in metrics.items()},
+        "last_checkpoint": str(last),
+    }
+    (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
