@@ -196,6 +196,94 @@ def plot(
     typer.echo(f"wrote {path}")
 
 
+def _hparams(pairs: list[str] | None) -> dict:
+    """NAME=VALUE pairs to a dict, values parsed as JSON where they can be (4, [32,64], "silu")."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--hp expects NAME=VALUE, got {pair!r}")
+        name, value = pair.split("=", 1)
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+@app.command()
+def train(
+    archive: Annotated[Path, typer.Argument(help="Archive to train on.")],
+    out: Annotated[Path, typer.Option(help="Folder for checkpoints and logs.")] = Path("model"),
+    arch: Annotated[str, typer.Option(help="fast (ours) or seed (the original network).")] = "fast",
+    hp: Annotated[
+        list[str] | None, typer.Option(help="Hyperparameter NAME=VALUE, repeatable.")
+    ] = None,
+    loss: Annotated[str, typer.Option(help="weighted_logcosh or logcosh.")] = "weighted_logcosh",
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 200,
+    checkpoints: Annotated[int, typer.Option(min=1, help="Checkpoints along the way.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    val_fraction: Annotated[float, typer.Option(help="Latest share of hours held out.")] = 0.2,
+    devices: Annotated[int, typer.Option(min=1, help="GPUs (DDP when more than one).")] = 1,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Data loader processes (disk reads).")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last.ckpt.")] = False,
+) -> None:
+    """Train an autoencoder on an archive; checkpoints are self-describing."""
+    from wxembed.train import TrainConfig
+    from wxembed.train import train as run_train
+
+    config = TrainConfig(
+        archive=str(archive), out=str(out), arch=arch, hparams=_hparams(hp), loss=loss, lr=lr,
+        batch_size=batch_size, num_steps=steps, num_checkpoints=checkpoints, val_fraction=val_fraction,
+        seed=seed, devices=devices, accelerator=accelerator, compile=compile, workers=workers, resume=resume,
+    )  # fmt: skip
+    try:
+        report = run_train(config)
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps({k: report[k] for k in ("global_step", "parameters", "seconds", "metrics",
+                                                    "last_checkpoint")}, indent=2))  # fmt: skip
+
+
+@app.command()
+def tune(
+    archive: Annotated[Path, typer.Argument(help="Archive whose first hours are overfitted.")],
+    storage: Annotated[
+        str, typer.Option(help="Optuna storage URL (shared, resumable).")
+    ] = "sqlite:///tune.db",
+    study: Annotated[str, typer.Option(help="Study name.")] = "wxembed-tune",
+    arch: Annotated[str, typer.Option(help="seed (grid search) or fast (TPE).")] = "seed",
+    images: Annotated[int, typer.Option(min=1, help="Hours in the batch to overfit.")] = 4,
+    steps: Annotated[int, typer.Option(min=1, help="Adam steps per candidate.")] = 100,
+    trials: Annotated[int | None, typer.Option(help="Trials in this call (default: all).")] = None,
+    max_params: Annotated[int, typer.Option(help="Parameter budget.")] = 1_000_000,
+    learn_ratio: Annotated[
+        float, typer.Option(help="Learns when final <= ratio x initial loss.")
+    ] = 0.25,
+    space: Annotated[
+        str | None, typer.Option(help='JSON search space override, e.g. {"num_layers": [2,3]}.')
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Overfit-a-small-batch search: the smallest embedding that still learns a few images."""
+    from wxembed.tune import TuneConfig
+    from wxembed.tune import tune as run_tune
+
+    config = TuneConfig(
+        archive=str(archive), storage=storage, study_name=study, arch=arch, n_images=images, steps=steps,
+        n_trials=trials, max_params=max_params, learn_ratio=learn_ratio,
+        search_space=json.loads(space) if space else {}, seed=seed,
+    )  # fmt: skip
+    try:
+        summary = run_tune(config)
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the archive and pictures.")] = Path(

@@ -143,9 +143,13 @@ def load_checkpoint(path: str | Path) -> dict:
             f"(loading it could run code): {str(exc).splitlines()[0]}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise CheckpointError(f"{path}: not a wxembed checkpoint (no state_dict / hyper_parameters)")
+        raise CheckpointError(
+            f"{path}: not a wxembed checkpoint (no state_dict / hyper_parameters)"
+        )
     return ckpt
 
 
@@ -163,7 +167,9 @@ def load_model(path: str | Path):
         module = AutoencoderModule(**{**hp, "channels_last": False})
         module.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError, WxembedError) as exc:
-        raise CheckpointError(f"{path}: cannot rebuild the model ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"{path}: cannot rebuild the model ({type(exc).__name__}: {exc})"
+        ) from None
     return module.eval(), grid
 
 
@@ -194,11 +200,15 @@ def train(config: TrainConfig) -> dict:
         resumed = load_checkpoint(last)  # refuses an unsafe file before Lightning opens it
         check_grid(Grid.from_json(resumed["hyper_parameters"]["grid_json"]), archive, str(last))
     elif last.exists():
-        raise CheckpointError(f"{out} already holds checkpoints; pass resume=True (--resume) or another --out")
+        raise CheckpointError(
+            f"{out} already holds checkpoints; pass resume=True (--resume) or another --out"
+        )
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     train_times, val_times = split_times(archive, config.val_fraction)
-    gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available())
+    gpu = config.accelerator == "gpu" or (
+        config.accelerator == "auto" and torch.cuda.is_available()
+    )
     module = AutoencoderModule(
         config.arch, archive.grid.shape, dict(config.hparams), loss=config.loss, lr=config.lr,
         grid_json=archive.grid.to_json(), archive=str(archive.path), channels_last=gpu,
@@ -237,7 +247,9 @@ def train(config: TrainConfig) -> dict:
     t0 = time.perf_counter()
     trainer.fit(
         module,
-        DataLoader(train_data, shuffle=True, drop_last=len(train_data) > config.batch_size, **loader),
+        DataLoader(
+            train_data, shuffle=True, drop_last=len(train_data) > config.batch_size, **loader
+        ),
         DataLoader(val_data, shuffle=False, **loader),
         ckpt_path=str(last) if config.resume else None,
     )

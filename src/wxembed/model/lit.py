@@ -53,7 +53,9 @@ class AutoencoderModule(L.LightningModule):
         self.log(f"{stage}_loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=stage != "train",
                  batch_size=x.shape[0], sync_dist=stage != "train")  # fmt: skip
         if stage == "val":
-            mse_dbz = torch.mean(((recon.float() - x.float()) * 60.0) ** 2)  # on the 0..60 dBZ scale
+            mse_dbz = torch.mean(
+                ((recon.float() - x.float()) * 60.0) ** 2
+            )  # on the 0..60 dBZ scale
             self.log("val_mse_dbz", mse_dbz, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
