@@ -138,9 +138,15 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "global" not in text.lower():  # a damaged file, not a disallowed object
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (damaged or not a torch file)"
+            ) from None
+        detail = next((line for line in text.splitlines() if "global" in line.lower()), "")
         raise CheckpointError(
             f"{path}: refused: the file holds objects other than tensors and plain values "
-            f"(loading it could run code): {str(exc).splitlines()[0]}"
+            f"(loading it could run code): {detail.strip()}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
         raise CheckpointError(
@@ -254,6 +260,7 @@ def train(config: TrainConfig) -> dict:
         ckpt_path=str(last) if config.resume else None,
     )
     seconds = time.perf_counter() - t0
+    trainer.save_checkpoint(last)  # the final state, whether or not it fell on a checkpoint step
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     report = {
         "config": asdict(config),

@@ -52,8 +52,8 @@ _DAY_OFFSET = 1_000_000  # keeps seed entropy non-negative for days before 1970
 _LOOKBACK_DAYS = 2  # events live < 48 h, so an hour needs its day's and the two previous catalogues
 _EXTENT_ROUND_KM = 200.0
 _ECHO_DBZ = 20.0  # threshold of the area that decides an hour's regime
-_TEX_KM = 4.0  # pixel of the stratiform texture
-_TEX_N = 1024  # the stratiform texture is periodic, _TEX_N * _TEX_KM km
+_TEX_KM = 4.0  # pixel of the echo textures
+_TEX_N = 1024  # the echo textures are periodic, _TEX_N * _TEX_KM km
 _SHIELD_DROP_DB = 15.0  # a shield's reflectivity at its semi-axes, below its peak
 _FINE_PAD = 128  # the fine texture is this many pixels larger than the grid, to shift it per hour
 
@@ -175,9 +175,17 @@ def render_hour(config: SynthConfig, time: str | np.datetime64) -> DecodedField:
 def generate(config: SynthConfig, start: str | np.datetime64, hours: int) -> Iterator[DecodedField]:
     """Render ``hours`` consecutive hours from ``start``; each equals :func:`render_hour`'s."""
     times = synthetic_times(start, hours)
-    log.info("synthetic: %d hours from %s on %s, seed %d", hours, times[:1], config.grid.name, config.seed)
+    log.info(
+        "synthetic: %d hours from %s on %s, seed %d", hours, start, config.grid.name, config.seed
+    )
     for t in times:
         yield render_hour(config, t)
+
+
+def clear_caches() -> None:
+    """Forget the cached catalogues, geometries and textures (they are rebuilt identically)."""
+    for cached in (_geometry, _km_to_lonlat, _day_catalogue, _textures, _fine_texture):
+        cached.cache_clear()
 
 
 # ---- geometry: the grid in kilometres ------------------------------------------------------
@@ -226,8 +234,9 @@ def _geometry(grid: Grid, render_km: float) -> _Geometry:
     ny_c, nx_c = -(-grid.ny // factor), -(-grid.nx // factor)
     kx, ky = _km_scale(grid)
     centre = (factor - 1) / 2
-    xc = (grid.x0 + grid.dx * (np.arange(nx_c) * factor + centre)) * kx
-    yc = (grid.y0 + grid.dy * (np.arange(ny_c) * factor + centre)) * ky
+    # float32 keeps the painting in float32 (km to within a metre or so: plenty).
+    xc = ((grid.x0 + grid.dx * (np.arange(nx_c) * factor + centre)) * kx).astype(np.float32)
+    yc = ((grid.y0 + grid.dy * (np.arange(ny_c) * factor + centre)) * ky).astype(np.float32)
     xs = np.array([grid.x0, grid.x0 + grid.dx * (grid.nx - 1)]) * kx
     ys = np.array([grid.y0, grid.y0 + grid.dy * (grid.ny - 1)]) * ky
     r = _EXTENT_ROUND_KM
@@ -253,15 +262,17 @@ def _geometry(grid: Grid, render_km: float) -> _Geometry:
 def _km_to_lonlat(crs: str, kx: float, ky: float, geographic: bool):
     """A function (x_km, y_km) -> (lon, lat) in degrees for the grid's plane."""
     if geographic:
-        return lambda x, y: (np.asarray(x) / kx, np.asarray(y) / ky)
-    import pyproj
+        to_geo = None
+    else:
+        import pyproj
 
-    crs_obj = pyproj.CRS.from_user_input(crs)
-    to_geo = pyproj.Transformer.from_crs(crs_obj, crs_obj.geodetic_crs, always_xy=True)
+        crs_obj = pyproj.CRS.from_user_input(crs)
+        to_geo = pyproj.Transformer.from_crs(crs_obj, crs_obj.geodetic_crs, always_xy=True)
 
-    def convert(x, y):
-        lon, lat = to_geo.transform(np.asarray(x) / kx, np.asarray(y) / ky)
-        return np.asarray(lon), np.asarray(lat)
+    def convert(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cx, cy = np.asarray(x) / kx, np.asarray(y) / ky  # CRS units
+        lon, lat = (cx, cy) if to_geo is None else to_geo.transform(cx, cy)
+        return (np.asarray(lon) + 180.0) % 360.0 - 180.0, np.asarray(lat)
 
     return convert
 
@@ -349,10 +360,11 @@ class _Event:
     peak: float
     """Peak dBZ (of the cores for cells, lines and MCS; of the shield for stratiform)."""
     parts: np.ndarray
-    """(n, 5) embedded cores: along offset, across offset (both in units of a, b), core sigma
-    (km), dB offset from ``peak``, phase (radians); empty for a lone cell."""
+    """(n, 5) embedded cores: along and across offsets (in units of the event's size, see
+    :func:`_paint_event`), core sigma (km), dB offset from ``peak``, phase of their pulsing
+    (radians)."""
     tex: tuple[float, float, float, float]
-    """Texture origin (km) and drift (km/h) relative to the event, for the shields."""
+    """Offset (km) of the textures from the event, and their drift (km/h) inside it."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -410,13 +422,13 @@ def _day_catalogue(config: SynthConfig, day: int) -> _Catalogue:
         accepted = np.flatnonzero(rng.random(n) < keep)
         for i in accepted:
             birth = day * 24.0 + hour[i]
-            events.append(
-                _draw_event(kind, rng, birth, xy[i], (flow_u, flow_v), summer)
-            )
+            events.append(_draw_event(kind, rng, birth, xy[i], (flow_u, flow_v), summer))
     events.sort(key=lambda e: e.birth)
     birth = np.array([e.birth for e in events], dtype=np.float64)
     end = np.array([e.birth + e.life for e in events], dtype=np.float64)
-    log.debug("synthetic day %d: %d events (quiet=%s, activity %.2f)", day, len(events), quiet, activity)
+    log.debug(
+        "synthetic day %d: %d events (quiet=%s, activity %.2f)", day, len(events), quiet, activity
+    )
     return _Catalogue(birth=birth, end=end, events=events)
 
 
@@ -587,21 +599,28 @@ def _ellipse(
 
 
 def _texture_window(
-    geom: _Geometry, texture: np.ndarray, rows: slice, cols: slice, tex_x: float, tex_y: float,
-    stretch: float = 1.0,
+    geom: _Geometry, texture: np.ndarray, rows: slice, cols: slice, tex_x: float, tex_y: float
 ) -> np.ndarray:
-    """(h, w) texture over a window, its origin at (tex_x, tex_y) km on the grid's plane and its
-    scales ``stretch`` times larger than the texture's own."""
-    step = _TEX_KM * stretch
-    ix = ((geom.xc[cols] - tex_x) / step).astype(np.intp) % _TEX_N  # (w,)
-    iy = ((geom.yc[rows] - tex_y) / step).astype(np.intp) % _TEX_N  # (h,)
+    """(h, w) values of a periodic texture over a window, the texture's origin at
+    (tex_x, tex_y) km on the grid's plane."""
+    ix = np.floor((geom.xc[cols] - tex_x) / _TEX_KM).astype(np.intp) % _TEX_N  # (w,)
+    iy = np.floor((geom.yc[rows] - tex_y) / _TEX_KM).astype(np.intp) % _TEX_N  # (h,)
     return texture[np.ix_(iy, ix)]
 
 
 def _paint_cell(
-    acc: np.ndarray, geom: _Geometry, texture: np.ndarray, x: float, y: float, a: float,
-    b: float, angle: float, peak: float, tex_origin: tuple[float, float],
-    halo_ratio: float = 3.0, halo_db: float = 13.0,
+    acc: np.ndarray,
+    geom: _Geometry,
+    texture: np.ndarray,
+    x: float,
+    y: float,
+    a: float,
+    b: float,
+    angle: float,
+    peak: float,
+    tex_origin: tuple[float, float],
+    halo_ratio: float = 3.0,
+    halo_db: float = 13.0,
 ) -> int:
     """Add a convective cell at (x, y) km: a Gaussian core in Z (sigma ``a`` by ``b`` km) plus a
     ``halo_ratio`` times wider halo ``halo_db`` below the core, roughened by a 3 dB texture.
@@ -625,8 +644,16 @@ def _paint_cell(
 
 
 def _paint_shield(
-    acc: np.ndarray, geom: _Geometry, textures: tuple[np.ndarray, np.ndarray], x: float,
-    y: float, a: float, b: float, angle: float, peak: float, tex_db: float,
+    acc: np.ndarray,
+    geom: _Geometry,
+    textures: tuple[np.ndarray, np.ndarray],
+    x: float,
+    y: float,
+    a: float,
+    b: float,
+    angle: float,
+    peak: float,
+    tex_db: float,
     tex_origin: tuple[float, float],
 ) -> int:
     """Add a stratiform shield at (x, y) km: Gaussian in Z, ``peak - _SHIELD_DROP_DB * q`` dBZ
@@ -689,13 +716,24 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
         )
         back = 5.5 * band  # the trailing stratiform region lies behind the line
         painted += _paint_shield(
-            acc, geom, textures, x - back * s, y + back * c, 0.9 * half, 5.0 * band, ev.angle,
-            30.0 + 0.5 * env, 6.0, tex,
+            acc,
+            geom,
+            textures,
+            x - back * s,
+            y + back * c,
+            0.9 * half,
+            5.0 * band,
+            ev.angle,
+            30.0 + 0.5 * env,
+            6.0,
+            tex,
         )
         for along, across, sigma, offset, phase in ev.parts:
             if abs(along) * ev.a <= half:
                 pk = ev.peak + env + offset + 4.0 * math.sin(phase + 1.5 * age)
-                painted += core(along * ev.a, across * band, sigma, pk, halo_ratio=2.0, halo_db=15.0)
+                painted += core(
+                    along * ev.a, across * band, sigma, pk, halo_ratio=2.0, halo_db=15.0
+                )
         return painted
 
     if ev.kind == MCS:
@@ -714,9 +752,7 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
     grow = 0.6 + 0.4 * math.sqrt(frac)
     a, b = ev.a * grow, ev.b * grow
     ramp = 10.0 * math.log10(max(min(frac / 0.15, (1 - frac) / 0.15, 1.0), 0.05))
-    painted = _paint_shield(
-        acc, geom, textures, x, y, a, b, ev.angle, ev.peak + ramp, 6.0, tex
-    )
+    painted = _paint_shield(acc, geom, textures, x, y, a, b, ev.angle, ev.peak + ramp, 6.0, tex)
     for along, across, sigma, offset, phase in ev.parts:
         pk = ev.peak + ramp + offset + 3.0 * math.sin(phase + 0.5 * age)
         painted += core(along * a, across * b, sigma, pk, halo_ratio=2.0, halo_db=12.0)

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import storm_field
+
+from wxembed.archive import Archive
+from wxembed.errors import ArchiveError
+from wxembed.grid import HRRR_CONUS
+from wxembed.model import ModelError
+from wxembed.train import (
+    CheckpointError,
+    TrainConfig,
+    check_grid,
+    load_checkpoint,
+    load_model,
+    train,
+)
+
+GRID = HRRR_CONUS.coarsen(8)  # 132 x 224
+SEED_HP = {"num_layers": 3, "pool_size": 2, "num_filters": 3, "num_dense": 50}
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    a = Archive.create(tmp_path_factory.mktemp("train") / "a.zarr", GRID)
+    for h in range(12):
+        a.write(storm_field(GRID, h, str(np.datetime64("2024-07-01T00") + np.timedelta64(h, "h"))))
+    return a
+
+
+def _config(archive, out, **kw):
+    base = dict(archive=str(archive.path), out=str(out), arch="seed", hparams=SEED_HP, loss="logcosh",
+                num_steps=30, num_checkpoints=3, batch_size=2, lr=3e-3, progress=False)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_short_training_run_lowers_the_validation_loss(archive, tmp_path):
+    from wxembed.model.common import logcosh, normalise_raw
+
+    report = train(_config(archive, tmp_path / "m", arch="fast", hparams={}, num_steps=40))
+    assert report["global_step"] == 40
+    module, grid = load_model(report["last_checkpoint"])
+    assert grid.same_as(GRID)
+    val = torch.from_numpy(archive.read_raw(archive.stored_times()[-2:]))[:, None]
+    x = normalise_raw(val)
+    torch.manual_seed(0)
+    fresh = type(module)(**{**module.hparams, "channels_last": False}).eval()
+    with torch.no_grad():
+        assert float(logcosh(module.net(x), x)) < float(logcosh(fresh.net(x), x))
+
+
+def test_checkpoints_are_written_every_num_steps_over_num_checkpoints(archive, tmp_path):
+    train(_config(archive, tmp_path / "m"))
+    names = sorted(p.name for p in (tmp_path / "m" / "checkpoints").glob("*.ckpt"))
+    assert names == ["last.ckpt", "step=10.ckpt", "step=20.ckpt", "step=30.ckpt"]
+
+
+def test_a_checkpoint_alone_rebuilds_the_model_and_its_grid(archive, tmp_path):
+    report = train(_config(archive, tmp_path / "m", num_steps=5, num_checkpoints=1))
+    ckpt = load_checkpoint(report["last_checkpoint"])
+    hp = ckpt["hyper_parameters"]
+    assert hp["arch"] == "seed" and hp["hparams"] == SEED_HP and hp["archive"] == str(archive.path)
+    module, grid = load_model(report["last_checkpoint"])
+    z = module.net.encode(torch.zeros(1, 1, *grid.shape))
+    assert z.shape == (1, 50)
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint_with_the_same_step_count(
+    archive, tmp_path
+):
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "wxembed.cli", "train", str(archive.path), "--out", str(out), "--arch", "seed",
+           *[f"--hp={k}={v}" for k, v in SEED_HP.items()], "--loss", "logcosh", "--steps", "60",
+           "--checkpoints", "6", "--batch-size", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "checkpoints" / "step=20.ckpt").exists():
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = load_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"]
+    assert 10 <= killed_at < 60, proc.stderr.read().decode()[-2000:]
+    adam_before = load_checkpoint(out / "checkpoints" / "last.ckpt")["optimizer_states"][0]["state"]
+
+    # the same command with --resume
+    report = train(_config(archive, out, num_steps=60, num_checkpoints=6, resume=True))
+    assert report["global_step"] == 60
+    resumed = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == 60
+    assert float(adam_before[0]["step"]) == killed_at  # Adam's own count, saved with the weights
+    assert float(resumed["optimizer_states"][0]["state"][0]["step"]) == 60
+
+
+def test_training_refuses_to_overwrite_checkpoints_without_resume(archive, tmp_path):
+    train(_config(archive, tmp_path / "m", num_steps=2, num_checkpoints=1))
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        train(_config(archive, tmp_path / "m", num_steps=2))
+
+
+def test_a_booby_trapped_checkpoint_is_refused_without_running_its_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Trap:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "payload": Trap()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_a_corrupt_checkpoint_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(b"\x00not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="bad.ckpt: not a readable checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "absent.ckpt")
+
+
+def test_a_checkpoint_on_another_grid_than_the_archive_is_named_as_such(archive, tmp_path):
+    other = Archive.create(tmp_path / "o.zarr", HRRR_CONUS.coarsen(16))
+    with pytest.raises(
+        CheckpointError, match=r"trained on grid 'hrrr-conus/8'.*is on 'hrrr-conus/16'"
+    ):
+        check_grid(archive.grid, other, "model.ckpt")
+
+
+def test_an_archive_with_no_hours_cannot_be_trained_on(tmp_path):
+    empty = Archive.create(tmp_path / "e.zarr", GRID)
+    with pytest.raises(ArchiveError, match="0 stored hour"):
+        train(_config(empty, tmp_path / "m"))
+
+
+def test_too_deep_a_network_for_the_grid_is_a_model_error_naming_the_grid(archive, tmp_path):
+    hp = {"num_layers": 6, "pool_size": 4, "num_filters": 4, "num_dense": 50}
+    with pytest.raises(ModelError, match="132 x 224"):
+        train(_config(archive, tmp_path / "m", hparams=hp))
