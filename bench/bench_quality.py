@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -128,13 +129,24 @@ def main() -> None:
                         choices=["logcosh", "weighted_logcosh"])  # fmt: skip
     parser.add_argument("--torch-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--cache", default=None, help="a .pt file to keep the rendered hours in")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    train_x = render(args.factor, 0, "2024-01-01T00", args.train_hours, 11)
-    test_x = render(args.factor, 1, "2023-01-01T05", args.test_hours, 29)
+    key = (args.factor, args.train_hours, args.test_hours)
+    cached = torch.load(args.cache) if args.cache and Path(args.cache).exists() else None
+    if cached is not None and cached["key"] == key:
+        train_x, test_x = cached["train"].float() / 255, cached["test"].float() / 255
+    else:
+        train_x = render(args.factor, 0, "2024-01-01T00", args.train_hours, 11)
+        test_x = render(args.factor, 1, "2023-01-01T05", args.test_hours, 29)
+        if args.cache:  # 8 bits are enough: the archive stores 0.5 dBZ steps
+            q = {"train": (train_x * 255).round().to(torch.uint8),
+                 "test": (test_x * 255).round().to(torch.uint8)}  # fmt: skip
+            torch.save({"key": key, **q}, args.cache)
+            train_x, test_x = q["train"].float() / 255, q["test"].float() / 255
     out: dict = {
         "grid_shape": list(train_x.shape[-2:]),
         "factor": args.factor,

@@ -82,6 +82,11 @@ def test_no_echo_is_the_background_value_and_nan_never_appears():
     assert echo.size > 0 and echo.min() >= config.min_echo_dbz
 
 
+def test_hours_before_1970_render_like_any_other():
+    field = render_hour(SynthConfig(seed=0, grid=GRID_12KM), "1969-12-31T23")
+    assert field.dbz.shape == GRID_12KM.shape and np.isfinite(field.dbz).all()
+
+
 def test_convective_cores_reach_45_to_60_dbz_and_stay_below_75():
     dbz = np.stack([f.dbz for f in generate(SynthConfig(grid=GRID_12KM), "2024-07-04T20", 4)])
     assert 50.0 <= dbz.max() <= 75.0
@@ -208,3 +213,21 @@ def test_full_hrrr_grid_renders_in_under_a_quarter_second_per_hour():
     for _ in generate(config, "2024-07-01T00", 48):
         pass
     assert (time.perf_counter() - start) / 48 < 0.25
+
+
+def test_synthetic_hours_written_as_grib2_in_the_noaa_layout_decode_to_the_same_field(tmp_path):
+    from wxembed.grid import HRRR_CONUS
+    from wxembed.sources.grib import decode_refc, inventory
+    from wxembed.sources.synthetic import SynthConfig, render_hour, write_grib_layout
+
+    config = SynthConfig(seed=3, grid=HRRR_CONUS.coarsen(8))
+    paths = write_grib_layout(config, "2024-07-01T22", 3, tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "hrrr.20240701/conus/hrrr.t22z.wrfsfcf00.grib2",
+        "hrrr.20240701/conus/hrrr.t23z.wrfsfcf00.grib2",
+        "hrrr.20240702/conus/hrrr.t00z.wrfsfcf00.grib2",
+    ]
+    assert len(inventory(paths[0])) == 2
+    decoded = decode_refc(paths[1])
+    expected = render_hour(config, "2024-07-01T23").dbz
+    assert np.abs(decoded.dbz - expected).max() < 0.05

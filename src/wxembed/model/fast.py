@@ -93,6 +93,16 @@ class FastConfig:
         return self.patch * 2 ** (len(self.widths) - 1)
 
 
+def _init(module: nn.Module) -> None:
+    """He (Kaiming-normal, fan-in) weights and zero biases. PyTorch's default initialisation is
+    about 1/sqrt(6) of that scale; through this many layers it makes learning several times slower
+    (the loss on a fixed batch fell 6 % in 15 Adam steps, against 55 % with this one)."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class ResBlock(nn.Module):
     """``x + conv3x3(act(conv3x3(act(x))))``, the second conv zero-initialised (starts as identity)."""
 
@@ -104,6 +114,9 @@ class ResBlock(nn.Module):
             act(),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
+        self.zero_last()
+
+    def zero_last(self) -> None:
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
@@ -171,6 +184,10 @@ class FastAutoencoder(nn.Module):
             nn.Conv2d(cfg.head_hidden, cfg.patch**2, 1),
         )
         self.out = StraightThroughClamp(0.0, 1.0)
+        self.apply(_init)
+        for m in self.modules():
+            if isinstance(m, ResBlock):
+                m.zero_last()
 
     @property
     def embedding_dim(self) -> int:

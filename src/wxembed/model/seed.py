@@ -15,6 +15,8 @@ With ``SeedConfig(4, 4, 4, 50)`` on the HRRR grid (1059 x 1799 -> 1024 x 1792 ->
 3,584 after the encoder) it has 969,123 parameters. "same" with an even kernel pads one more point
 after than before, as TensorFlow does (:class:`SameConv2d`). Flattening is in
 PyTorch's channel-first order, so porting Keras weights of the dense layers needs a permutation.
+Weights start as Keras starts them (Glorot-uniform, zero biases): with PyTorch's default
+initialisation the final ReLU often starts dead (zero everywhere) and never learns.
 ``num_dense=0`` drops the dense layers: the flattened encoder output is the embedding.
 """
 
@@ -81,6 +83,13 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, self._same))
 
 
+def _keras_init(module: nn.Module) -> None:
+    """Keras's default initialisation: Glorot-uniform weights, zero biases."""
+    if isinstance(module, nn.Conv2d | nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class SeedAutoencoder(nn.Module):
     """The original autoencoder (see the module docstring), for images of shape ``in_shape``.
 
@@ -140,6 +149,7 @@ class SeedAutoencoder(nn.Module):
             c_in = c_out
         dec += [SameConv2d(c_in, 1, 3), nn.ReLU()]
         self.decoder_convs = nn.Sequential(*dec)
+        self.apply(_keras_init)
 
     @property
     def embedding_dim(self) -> int:

@@ -20,8 +20,9 @@ two steps:
 Everything is laid out in kilometres, so the statistics barely depend on the grid's resolution,
 and the same seed gives the same storms on a grid and on its :meth:`~wxembed.grid.Grid.coarsen`
 versions (the catalogue depends on the grid only through its CRS and its extent rounded outwards
-to :data:`_EXTENT_ROUND_KM`). Each hour is labelled with the regime that covers most of the grid
-with at least 20 dBZ, or ``"clear"`` when less than ``clear_fraction`` of it does.
+to :data:`_EXTENT_ROUND_KM`). Each hour is labelled with the regime whose events paint the most
+pixels at >= 20 dBZ, or ``"clear"`` when all events together paint less than ``clear_fraction``
+of the grid.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -715,18 +717,10 @@ def _paint_event(acc: np.ndarray, geom: _Geometry, seed: int, ev: _Event, t_h: f
             acc, geom, textures, x, y, half, band, ev.angle, 38.0 + 0.5 * env, 4.0, tex
         )
         back = 5.5 * band  # the trailing stratiform region lies behind the line
+        tx, ty = x - back * s, y + back * c
+        trail_peak = 30.0 + 0.5 * env
         painted += _paint_shield(
-            acc,
-            geom,
-            textures,
-            x - back * s,
-            y + back * c,
-            0.9 * half,
-            5.0 * band,
-            ev.angle,
-            30.0 + 0.5 * env,
-            6.0,
-            tex,
+            acc, geom, textures, tx, ty, 0.9 * half, 5.0 * band, ev.angle, trail_peak, 6.0, tex
         )
         for along, across, sigma, offset, phase in ev.parts:
             if abs(along) * ev.a <= half:
@@ -815,12 +809,10 @@ def _finish(acc: np.ndarray, geom: _Geometry, config: SynthConfig, t: np.datetim
     if dbz is coarse:
         dbz = dbz.copy()
     ny, nx = config.grid.shape
-    dbz = dbz[:ny, :nx]
-    if config.texture_db > 0:
+    if config.texture_db > 0:  # the same texture every hour, shifted by a seeded offset
         tex = _fine_texture(config.seed, (ny, nx))
-        oy, ox = np.random.default_rng([config.seed, 5, int(t.astype(np.int64))]).integers(
-            0, _FINE_PAD, size=2
-        )
+        hour_key = int(t.astype(np.int64)) % (1 << 62)  # non-negative, also before 1970
+        oy, ox = np.random.default_rng([config.seed, 5, hour_key]).integers(0, _FINE_PAD, size=2)
         dbz += np.float32(config.texture_db) * tex[oy : oy + ny, ox : ox + nx]
     np.minimum(dbz, np.float32(75.0), out=dbz)
     dbz[dbz < config.min_echo_dbz] = config.background_dbz
@@ -833,3 +825,23 @@ def _regime(area: dict[int, int], n_pixels: int, clear_fraction: float) -> str:
     if total < clear_fraction * n_pixels:
         return REGIMES[0]
     return REGIMES[max(area, key=lambda k: area[k])]
+
+
+def write_grib_layout(
+    config: SynthConfig, start: str | np.datetime64, hours: int, root: str | Path
+) -> list[Path]:
+    """Write synthetic hours as HRRR-style GRIB2 analyses (f00) in the NOAA layout below ``root``.
+
+    Each file holds REFC and, after it, a 2 m temperature message, like a real ``wrfsfcf00``
+    file holds more than REFC. Returns the paths written.
+    """
+    from wxembed.sources.grib import GribParam, write_refc_file
+    from wxembed.sources.hrrr import path_for_valid_time
+
+    temperature = GribParam(0, 0, 0, type_of_level=103, level=2)
+    paths = []
+    for field in generate(config, start, hours):
+        t2m = 295.0 + 0.1 * np.asarray(field.dbz)  # any smooth field: it only has to be there
+        path = Path(root) / path_for_valid_time(field.time)
+        paths.append(write_refc_file(path, field, extra=[(temperature, t2m)]))
+    return paths

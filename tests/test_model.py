@@ -1,0 +1,235 @@
+"""The two autoencoders: parameter counts, shapes, crop/pad, errors, a few training steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wxembed.errors import WxembedError
+from wxembed.grid import HRRR_CONUS
+from wxembed.model import (
+    FastAutoencoder,
+    FastConfig,
+    ModelError,
+    SeedAutoencoder,
+    SeedConfig,
+    build_model,
+    count_parameters,
+    logcosh,
+    normalise_raw,
+    weighted_logcosh,
+)
+from wxembed.model.common import centre_crop_box
+
+HRRR = HRRR_CONUS.shape  # (1059, 1799)
+COARSE8 = HRRR_CONUS.coarsen(8).shape  # (132, 224)
+
+
+def blobs(batch: int, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """(batch, 1, ny, nx) in [0, 1]: a few Gaussian cells over zero."""
+    g = torch.Generator().manual_seed(seed)
+    ny, nx = shape
+    yy = torch.arange(ny, dtype=torch.float32)[:, None]
+    xx = torch.arange(nx, dtype=torch.float32)[None, :]
+    out = torch.zeros(batch, 1, ny, nx)
+    for b in range(batch):
+        for _ in range(4):
+            cy, cx = (torch.rand(2, generator=g) * torch.tensor([ny, nx])).tolist()
+            w = 3 + 5 * float(torch.rand(1, generator=g))
+            cell = (0.5 + 0.5 * float(torch.rand(1, generator=g))) * torch.exp(
+                -((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * w * w)
+            )
+            out[b, 0] = torch.maximum(out[b, 0], cell)
+    return out
+
+
+# ---- seed network --------------------------------------------------------------------------
+
+
+def test_seed_default_on_hrrr_has_exactly_969123_parameters():
+    model = build_model("seed", HRRR)
+    assert model.config == SeedConfig(num_layers=4, pool_size=4, num_filters=4, num_dense=50)
+    assert count_parameters(model) == 969_123
+
+
+def test_seed_without_dense_bottleneck_embeds_the_flattened_conv_output():
+    model = build_model("seed", HRRR, num_dense=0)
+    assert model.embedding_dim == 128 * 4 * 7
+    assert count_parameters(model) == 969_123 - 179_250 - 182_784
+
+
+def test_seed_crops_17_18_rows_and_4_3_columns_on_hrrr():
+    model = build_model("seed", HRRR)
+    assert (model.crop_top, model.crop_bottom, model.crop_left, model.crop_right) == (17, 18, 4, 3)
+    assert model.crop_shape == (1024, 1792)
+    assert centre_crop_box(HRRR, 256) == ((17, 18), (4, 3))
+    x = torch.arange(HRRR[0] * HRRR[1], dtype=torch.float32).reshape(1, 1, *HRRR)
+    torch.testing.assert_close(model.crop(x), x[..., 17 : 1059 - 18, 4 : 1799 - 3])
+
+
+def test_seed_reconstructs_full_hrrr_shape_with_zeros_in_the_cropped_margins():
+    model = build_model("seed", HRRR).eval()
+    with torch.no_grad():
+        z = model.encode(torch.rand(1, 1, *HRRR))
+        torch.nn.init.constant_(model.decoder_convs[-2].bias, 1.0)  # output > 0 everywhere inside
+        y = model.decode(z)
+    assert z.shape == (1, 50)
+    assert y.shape == (1, 1, *HRRR)
+    inside = y[..., 17 : 1059 - 18, 4 : 1799 - 3]
+    assert bool((inside > 0).all())
+    assert float(y.abs().sum()) == pytest.approx(float(inside.abs().sum()))
+
+
+@pytest.mark.parametrize(
+    ("shape", "num_layers"), [((66, 112), 2), ((1226 // 4, 760 // 4), 3), ((67, 101), 1)]
+)
+def test_seed_output_shape_equals_input_shape_on_odd_grids(shape, num_layers):
+    model = build_model("seed", shape, num_layers=num_layers)
+    x = torch.rand(2, 1, *shape)
+    assert model(x).shape == x.shape
+    assert model.encode(x).shape == (2, 50)
+
+
+def test_seed_too_deep_for_the_grid_raises_model_error_naming_grid_and_values():
+    with pytest.raises(ModelError, match=r"1059 x 1799") as err:
+        build_model("seed", HRRR, num_layers=6)
+    assert "num_layers=6" in str(err.value) and "4096" in str(err.value)
+    with pytest.raises(ModelError, match=r"132 x 224"):
+        build_model("seed", COARSE8)  # 4**4 = 256 > 132
+    assert issubclass(ModelError, WxembedError)
+
+
+# ---- fast network --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [HRRR, HRRR_CONUS.coarsen(2).shape, COARSE8, (66, 112), (1226 // 4, 760 // 4), (97, 131)],
+)
+def test_fast_round_trips_the_grid_shape_and_emits_50_numbers(shape):
+    model = build_model("fast", shape).eval()
+    x = torch.rand(1, 1, *shape)
+    with torch.no_grad():
+        z = model.encode(x)
+        y = model.decode(z)
+    assert z.shape == (1, 50) and model.embedding_dim == 50
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_fast_pads_instead_of_cropping_so_every_edge_point_reaches_the_embedding():
+    model = build_model("fast", COARSE8).eval()
+    x = torch.zeros(1, 1, *COARSE8)
+    with torch.no_grad():
+        z0 = model.encode(x)
+        for r, c in [
+            (0, 0),
+            (0, COARSE8[1] - 1),
+            (COARSE8[0] - 1, 0),
+            (COARSE8[0] - 1, COARSE8[1] - 1),
+        ]:
+            x1 = x.clone()
+            x1[0, 0, r, c] = 1.0
+            assert not torch.equal(model.encode(x1), z0), (r, c)
+
+
+def test_fast_parameter_count_is_under_two_million_on_hrrr():
+    n = count_parameters(build_model("fast", HRRR))
+    assert 100_000 < n < 2_000_000
+
+
+def test_fast_output_clamp_keeps_the_gradient_of_points_predicted_below_zero():
+    model = FastAutoencoder(COARSE8)
+    x = blobs(1, COARSE8)
+    with torch.no_grad():  # push every output far below zero
+        model.head[-1].bias.fill_(-5.0)
+    loss = logcosh(model(x), x)
+    loss.backward()
+    assert model.head[-1].bias.grad is not None
+    assert float(model.head[-1].bias.grad.abs().sum()) > 0
+
+
+def test_fast_too_deep_for_the_grid_raises_model_error_naming_grid():
+    with pytest.raises(ModelError, match=r"20 x 30"):
+        build_model("fast", (20, 30))
+    with pytest.raises(ModelError, match=r"enc_blocks"):
+        FastConfig(widths=(32, 64), enc_blocks=(1, 1, 1))
+
+
+def test_build_model_defaults_to_fast_and_rejects_unknown_arch_and_hparams():
+    assert isinstance(build_model(in_shape=COARSE8), FastAutoencoder)
+    assert isinstance(build_model("seed", COARSE8, num_layers=3), SeedAutoencoder)
+    with pytest.raises(ModelError, match="unknown architecture"):
+        build_model("unet", COARSE8)
+    with pytest.raises(ModelError, match="num_layer"):
+        build_model("seed", COARSE8, num_layer=3)
+    with pytest.raises(ModelError, match="pool_size"):
+        build_model("seed", COARSE8, pool_size=1)
+
+
+def test_fast_config_accepts_lists_from_a_checkpoint_as_tuples():
+    model = build_model("fast", COARSE8, widths=[16, 32, 48, 64])
+    assert model.config.widths == (16, 32, 48, 64)
+
+
+def test_encode_rejects_an_image_of_another_grid_with_model_error():
+    for arch, hp in [("seed", {"num_layers": 3}), ("fast", {})]:
+        model = build_model(arch, COARSE8, **hp)
+        with pytest.raises(ModelError, match=r"132, 224"):
+            model.encode(torch.zeros(1, 1, 66, 112))
+
+
+@pytest.mark.parametrize(("arch", "hparams"), [("seed", {"num_layers": 3}), ("fast", {})])
+def test_a_few_adam_steps_lower_the_loss(arch, hparams):
+    torch.manual_seed(0)
+    model = build_model(arch, COARSE8, **hparams)
+    x = blobs(2, COARSE8)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = weighted_logcosh(model(x), x)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+# ---- normalisation and losses --------------------------------------------------------------
+
+
+def test_normalise_raw_maps_nodata_and_0_dbz_to_0_and_60_dbz_to_1():
+    raw = torch.tensor([255, 64, 184, 0, 124, 254, 63], dtype=torch.uint8)
+    x = normalise_raw(raw)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.tensor([0.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0]))
+
+
+def test_logcosh_is_log_cosh_and_stays_finite_for_large_errors():
+    d = torch.tensor([0.0, 0.1, -0.5, 2.0])
+    assert float(logcosh(d, torch.zeros(4))) == pytest.approx(
+        float(torch.log(torch.cosh(d)).mean()), rel=1e-6
+    )
+    big = logcosh(torch.tensor([1000.0]), torch.tensor([0.0]))
+    assert float(big) == pytest.approx(1000.0 - math.log(2.0))
+
+
+def test_weighted_logcosh_weights_strong_echo_misses_and_false_alarms():
+    target = torch.tensor([0.9, 0.1, 0.0])
+    miss = torch.tensor([0.1, 0.1, 0.0])  # a strong echo predicted weak
+    false_alarm = torch.tensor([0.9, 0.1, 0.8])  # strong echo where there is none
+    weak_error = torch.tensor([0.9, 0.5, 0.0])  # weak-echo error of the same size
+    assert float(weighted_logcosh(miss, target, weight=1.0)) == pytest.approx(
+        float(logcosh(miss, target))
+    )
+    assert float(weighted_logcosh(miss, target, weight=10.0)) == pytest.approx(
+        10 * float(logcosh(miss, target)), rel=1e-5
+    )
+    assert float(weighted_logcosh(false_alarm, target, weight=10.0)) > 5 * float(
+        logcosh(false_alarm, target)
+    )
+    assert float(weighted_logcosh(weak_error, target, weight=10.0)) == pytest.approx(
+        float(logcosh(weak_error, target)) + 0.0, rel=1e-5
+    )
