@@ -304,5 +304,57 @@ def demo(
         typer.echo(f"{key}: {value}")
 
 
+@app.command()
+def fetch(
+    start: Annotated[
+        str, typer.Option(help="First valid time (UTC), e.g. 2019-01-01 or 2019-01-01T06.")
+    ],
+    end: Annotated[
+        str, typer.Option(help="End valid time (UTC), exclusive: 2019-02-01 ends with 31 Jan 23Z.")
+    ],
+    archive: Annotated[
+        Path, typer.Option(help="Archive to write (created on the HRRR grid if absent).")
+    ] = Path("hrrr.zarr"),
+    fxx: Annotated[
+        int, typer.Option(min=0, max=48, help="Forecast hour of the files (0 = analysis).")
+    ] = 0,
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Mirror to try, in order, repeatable: aws, google, azure, nomads or a base URL "
+            "(default: aws, google, azure, nomads)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Fetch from this base URL only (a local mirror, a test server)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Local worker processes: also the downloads in flight.")
+    ] = 4,
+    beam_args: BeamArgs = None,
+) -> None:
+    """Fetch HRRR composite reflectivity from the public archive, only REFC's byte range an hour.
+
+    Hours already stored are skipped; every other hour ends in the manifest: stored, missing
+    (not on any mirror, or no REFC) or failed (after retries), with the reason.
+    """
+    from wxembed.fetch import describe_fetch, fetch_hours
+    from wxembed.sources.hrrr import DEFAULT_MIRRORS
+
+    try:
+        report = fetch_hours(
+            start, end, archive, mirrors=mirror or DEFAULT_MIRRORS, base_url=base_url, fxx=fxx,
+            workers=workers, beam_args=beam_args,
+        )  # fmt: skip
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    for rec in report.problems():
+        typer.echo(f"{rec['status']}: {rec['time'] or '?'}: {rec['reason']}", err=True)
+    typer.echo(describe_fetch(report))
+    if report.counts()["failed"]:
+        raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

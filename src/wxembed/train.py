@@ -217,7 +217,8 @@ def train(config: TrainConfig) -> dict:
     )
     module = AutoencoderModule(
         config.arch, archive.grid.shape, dict(config.hparams), loss=config.loss, lr=config.lr,
-        grid_json=archive.grid.to_json(), archive=str(archive.path), channels_last=gpu,
+        grid_json=archive.grid.to_json(), archive=str(archive.path), val_start=str(val_times[0]),
+        channels_last=gpu,
     )  # fmt: skip
     if config.compile:
         module.net = torch.compile(module.net)

@@ -16,7 +16,8 @@ class AutoencoderModule(L.LightningModule):
 
     Batches are the archive's uint8 codes ``(batch, 1, ny, nx)``; they are normalised on the
     device (a quarter of the bytes of float32 cross the bus). Every argument is a plain value
-    and is saved in the checkpoint, so the checkpoint alone rebuilds the model.
+    and is saved in the checkpoint, so the checkpoint alone rebuilds the model; ``archive`` and
+    ``val_start`` (the first held-out hour) say what it was trained on.
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class AutoencoderModule(L.LightningModule):
         lr: float = 1e-3,
         grid_json: str = "",
         archive: str = "",
+        val_start: str = "",
         channels_last: bool = False,
     ):
         super().__init__()
