@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}, "fast": {"patch": 2}}}
+ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}}}
 
 
 def render(factor: int, seed: int, start: str, hours: int, step_h: int) -> torch.Tensor:
@@ -78,39 +78,58 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
     }
 
 
-def train(arch: str, hparams: dict, loss_name: str, train_x: torch.Tensor, test_x: torch.Tensor,
-          args: argparse.Namespace) -> dict:  # fmt: skip
-    from wxembed.model import build_model, count_parameters, logcosh, weighted_logcosh
+class Run:
+    """One network in training: its model, optimiser, batch sampler and time used so far."""
 
-    loss_fn = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh}[loss_name]
-    torch.manual_seed(args.torch_seed)
-    model = build_model(arch, tuple(train_x.shape[-2:]), **hparams)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    g = torch.Generator().manual_seed(args.torch_seed)
-    steps = 0
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < args.seconds:
-        idx = torch.randint(len(train_x), (args.batch,), generator=g)
+    def __init__(self, name: str, spec: dict, shape: tuple[int, int], args: argparse.Namespace):
+        from wxembed.model import build_model, logcosh, weighted_logcosh
+
+        self.name, self.spec = name, spec
+        self.loss_fn = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh}[spec["loss"]]
+        torch.manual_seed(args.torch_seed)
+        self.model = build_model(spec["arch"], shape, **spec["hparams"])
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=spec.get("lr", args.lr))
+        self.gen = torch.Generator().manual_seed(args.torch_seed)
+        self.seconds = 0.0
+        self.steps = 0
+        self.losses: list[float] = []
+
+    def step(self, train_x: torch.Tensor, batch: int) -> None:
+        t0 = time.perf_counter()
+        idx = torch.randint(len(train_x), (batch,), generator=self.gen)
         xb = train_x[idx]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), xb)
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(xb), xb)
         loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        steps += 1
-    seconds = time.perf_counter() - t0
-    tail = losses[-max(1, len(losses) // 10) :]
-    return {
-        "hparams": hparams,
-        "params": count_parameters(model),
-        "loss": loss_name,
-        "train_seconds": round(seconds, 1),
-        "steps": steps,
-        "images_seen": steps * args.batch,
-        "train_loss_last10pct": float(np.mean(tail)),
-        "held_out": evaluate(model, test_x, 16),
-    }
+        self.opt.step()
+        self.seconds += time.perf_counter() - t0
+        self.losses.append(float(loss.detach()))
+        self.steps += 1
+
+    def report(self, test_x: torch.Tensor, batch: int) -> dict:
+        from wxembed.model import count_parameters
+
+        tail = self.losses[-max(1, len(self.losses) // 10) :]
+        return {
+            **self.spec,
+            "params": count_parameters(self.model),
+            "train_seconds": round(self.seconds, 1),
+            "steps": self.steps,
+            "images_seen": self.steps * batch,
+            "train_loss_last10pct": float(np.mean(tail)) if tail else None,
+            "held_out": evaluate(self.model, test_x, 16),
+        }
+
+
+def train_interleaved(runs: list[Run], train_x: torch.Tensor, args: argparse.Namespace) -> None:
+    """Step whichever run has used the least time until each has had ``args.seconds``: the runs
+    share the machine's ups and downs (other jobs on a shared CPU) instead of one getting a
+    quiet minute and the other a busy one."""
+    while True:
+        active = [r for r in runs if r.seconds < args.seconds]
+        if not active:
+            return
+        min(active, key=lambda r: r.seconds).step(train_x, args.batch)
 
 
 def main() -> None:
@@ -127,6 +146,8 @@ def main() -> None:
     parser.add_argument("--seed-loss", default="logcosh", choices=["logcosh", "weighted_logcosh"])
     parser.add_argument("--fast-loss", default="weighted_logcosh",
                         choices=["logcosh", "weighted_logcosh"])  # fmt: skip
+    parser.add_argument("--extra", default=None,
+                        help='more runs, JSON: {"name": {"arch": .., "hparams": {..}, "loss": ..}}')  # fmt: skip
     parser.add_argument("--torch-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", default=None, help="a .pt file to keep the rendered hours in")
@@ -164,10 +185,17 @@ def main() -> None:
     zero_mse = float(((test_x * 60) ** 2).mean())
     out["held_out_mse_dbz2_of_all_zero_output"] = round(zero_mse, 3)
     analogue = ANALOGUE_HPARAMS.get(args.factor, {})
+    specs: dict[str, dict] = {}
     for arch in args.archs.split(","):
         given = getattr(args, f"{arch}_hparams")
         hparams = json.loads(given) if given else analogue.get(arch, {})
-        out[arch] = train(arch, hparams, getattr(args, f"{arch}_loss"), train_x, test_x, args)
+        specs[arch] = {"arch": arch, "hparams": hparams, "loss": getattr(args, f"{arch}_loss")}
+    specs.update(json.loads(args.extra) if args.extra else {})
+    shape = tuple(train_x.shape[-2:])
+    runs = [Run(name, spec, shape, args) for name, spec in specs.items()]
+    train_interleaved(runs, train_x, args)
+    for run in runs:
+        out[run.name] = run.report(test_x, args.batch)
     if "seed" in out and "fast" in out:
         s, f = out["seed"]["held_out"]["mse_dbz2"], out["fast"]["held_out"]["mse_dbz2"]
         out["mse_ratio_fast_over_seed"] = round(f / s, 3) if s and math.isfinite(s) else None

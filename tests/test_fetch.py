@@ -78,6 +78,7 @@ class LoopbackArchive:
         self.root = root
         self.lock = threading.Lock()
         self.sent: Counter[str] = Counter()  # body bytes sent, by path
+        self.asked: Counter[str] = Counter()  # requests received, by path
         self.log: list[tuple[str, str, int]] = []  # (request target, Range header, status)
         self.faults: dict[str, list[str]] = {}  # path -> faults for its next requests
         self.always: dict[str, str] = {}  # path -> a fault on every request
@@ -112,6 +113,7 @@ class LoopbackArchive:
     def reset(self) -> None:
         with self.lock:
             self.sent.clear()
+            self.asked.clear()
             self.log.clear()
 
     def bytes_sent(self, suffix: str = "") -> int:
@@ -121,6 +123,7 @@ class LoopbackArchive:
         path = urlsplit(req.path).path  # an absolute URI when asked through a proxy
         rng = req.headers.get("Range")
         with self.lock:
+            self.asked[path] += 1
             queued = self.faults.get(path)
             fault = queued.pop(0) if queued else self.always.get(path)
         if path.endswith(".grib2") and rng and self.hold_after is not None:
@@ -138,17 +141,20 @@ class LoopbackArchive:
         if not file.is_file():
             return self._reply(req, path, rng, 404, b"")
         data = file.read_bytes()
-        if rng is None or "norange" in path:
-            return self._reply(req, path, rng, 200, data)
-        first, _, last = rng.removeprefix("bytes=").partition("-")
-        first, last = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
-        if first >= len(data):
-            return self._reply(req, path, rng, 416, b"", {"Content-Range": f"bytes */{len(data)}"})
-        body = data[first : last + 1]
-        headers = {"Content-Range": f"bytes {first}-{last}/{len(data)}"}
-        if fault == "drop":  # promise the whole range, send half, hang up
-            return self._reply(req, path, rng, 206, body, headers, cut=len(body) // 2)
-        return self._reply(req, path, rng, 206, body, headers)
+        status, body, headers = 200, data, {}
+        if rng is not None and "norange" not in path:
+            first, _, last = rng.removeprefix("bytes=").partition("-")
+            first, last = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+            if first >= len(data):
+                return self._reply(
+                    req, path, rng, 416, b"", {"Content-Range": f"bytes */{len(data)}"}
+                )
+            status, body = 206, data[first : last + 1]
+            headers = {"Content-Range": f"bytes {first}-{last}/{len(data)}"}
+        # "drop": promise the whole body, send half, hang up
+        self._reply(
+            req, path, rng, status, body, headers, cut=len(body) // 2 if fault == "drop" else None
+        )
 
     def _reply(self, req, path, rng, status, body, headers=None, cut=None) -> None:
         with self.lock:
@@ -194,8 +200,10 @@ def test_mirrors_are_url_templates_over_the_noaa_layout():
     assert MIRRORS["aws"].url("2019-01-01T00") == (
         "https://noaa-hrrr-bdp-pds.s3.amazonaws.com/hrrr.20190101/conus/hrrr.t00z.wrfsfcf00.grib2"
     )
-    assert MIRRORS["google"].url("2019-01-01T06", 2).endswith(
-        "high-resolution-rapid-refresh/hrrr.20190101/conus/hrrr.t06z.wrfsfcf02.grib2"
+    assert (
+        MIRRORS["google"]
+        .url("2019-01-01T06", 2)
+        .endswith("high-resolution-rapid-refresh/hrrr.20190101/conus/hrrr.t06z.wrfsfcf02.grib2")
     )
     assert grib_url("http://127.0.0.1:8/x/", "2019-01-01T00") == (
         "http://127.0.0.1:8/x/hrrr.20190101/conus/hrrr.t00z.wrfsfcf00.grib2"
@@ -207,7 +215,9 @@ def test_write_idx_lists_every_message_at_its_eccodes_offset_as_ncep_does(tmp_pa
     path, refc_size = write_hour(tmp_path, 0, refc_at=2)
     lines = idx_lines(path)
     assert len(lines) == 5
-    assert lines[2].startswith("3:") and lines[2].endswith(":d=2019010100:REFC:entire atmosphere:anl:")
+    assert lines[2].startswith("3:") and lines[2].endswith(
+        ":d=2019010100:REFC:entire atmosphere:anl:"
+    )
     assert lines[0].endswith(":TMP:2 m above ground:anl:")
     entries = parse_idx(path.with_name(path.name + ".idx").read_text())
     data = path.read_bytes()
@@ -283,8 +293,10 @@ def test_500s_a_dropped_connection_and_a_stall_are_retried_and_the_hours_stored_
     archive = Archive(tmp_path / "a.zarr")
     for h, f in files.items():
         _stored_matches_file(archive, f, h)
-    statuses = Counter(s for _, _, s in server.log)
-    assert statuses[500] == 3 and statuses[206] == 4 + 1 + 1  # 4 good + drop + stall (sent late)
+    assert server.asked[_grib_path(0)] == 3  # 500, 500, 206
+    assert server.asked[_grib_path(1)] == 2  # cut mid-body, 206
+    assert server.asked[_grib_path(2) + ".idx"] == 3  # 500, cut, 200
+    assert server.asked[_grib_path(3)] == 2  # stalled past the read timeout, 206
 
 
 def test_a_mirror_that_keeps_failing_ends_as_a_recorded_failure_and_the_next_mirror_is_tried(
@@ -297,7 +309,10 @@ def test_a_mirror_that_keeps_failing_ends_as_a_recorded_failure_and_the_next_mir
     assert report.counts() == {"stored": 2, "missing": 0, "failed": 1, "skipped": 0}
     (problem,) = report.problems()
     assert "gave up after 4 attempts" in problem["reason"] and "HTTP 500" in problem["reason"]
-    assert Archive(tmp_path / "a.zarr").manifest().set_index("time").loc[_hour(1), "status"] == "failed"
+    assert (
+        Archive(tmp_path / "a.zarr").manifest().set_index("time").loc[_hour(1), "status"]
+        == "failed"
+    )
 
     # the same hour through a list of mirrors: the first lacks it, the second fails, the third has it
     (server.root / "copy").symlink_to(server.root / "good")
@@ -334,7 +349,14 @@ def test_an_idx_that_does_not_match_its_grib2_file_is_caught_by_decoding(server,
     # h2: the next line's offset is too small: the range cuts REFC short
     rewrite(2, lambda lines: shift(lines, 3, -500))
     # h3: an index of another, longer file: the range runs past this one's end
-    rewrite(3, lambda lines: [*lines[:3], *shift(lines, 3, 10**6)[3:4], "5:2000000:d=2019010100:TMP:surface:anl:"])
+    rewrite(
+        3,
+        lambda lines: [
+            *lines[:3],
+            *shift(lines, 3, 10**6)[3:4],
+            "5:2000000:d=2019010100:TMP:surface:anl:",
+        ],
+    )
     report = fetch_hours(START, _hour(4), tmp_path / "a.zarr", base_url=f"{server.url}/corrupt",
                          grid=GRID, workers=1, progress=False, config=FAST)  # fmt: skip
     assert report.counts() == {"stored": 0, "missing": 0, "failed": 4, "skipped": 0}
@@ -363,7 +385,9 @@ def test_a_proxy_from_the_environment_is_honoured(server, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HTTP_PROXY", server.url)  # the loopback server plays the proxy
     monkeypatch.setenv("http_proxy", server.url)
-    field = fetch_hour(_hour(0), FetchConfig(mirrors=(Mirror("far", "http://hrrr.example.invalid/good"),)))
+    field = fetch_hour(
+        _hour(0), FetchConfig(mirrors=(Mirror("far", "http://hrrr.example.invalid/good"),))
+    )
     np.testing.assert_array_equal(field.dbz, decode_refc(path).dbz)
     targets = [target for target, _, _ in server.log]
     assert targets and all(t.startswith("http://hrrr.example.invalid/good/") for t in targets)
@@ -373,12 +397,11 @@ def test_a_fetch_killed_part_way_fetches_only_what_is_not_stored_when_run_again(
     hours = range(8)
     files = {h: write_hour(server.root / "good", h)[0] for h in hours}
     target = tmp_path / "a.zarr"
-    Archive.create(target, GRID)  # the CLI fetches onto the full grid; these files are coarse
     server.hold_after = 3  # serve three hours, then hold every request until killed
-    cmd = [sys.executable, "-m", "wxembed.cli", "fetch", "--start", str(START),
-           "--end", str(_hour(8)), "--archive", str(target), "--base-url", f"{server.url}/good",
-           "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env={**os.environ}, start_new_session=True,
+    script = ("import pyproj; from wxembed.fetch import fetch_hours; from wxembed.grid import HRRR_CONUS; "
+              f"fetch_hours('{START}', '{_hour(8)}', {str(target)!r}, base_url='{server.url}/good', "
+              "grid=HRRR_CONUS.coarsen(8), workers=1, progress=False)")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     stored, deadline = 0, time.monotonic() + 120
     try:
@@ -409,3 +432,21 @@ def test_a_fetch_killed_part_way_fetches_only_what_is_not_stored_when_run_again(
     assert len(archive) == 8 and len(set(archive.slot_times.tolist())) == 8
     for h in hours:
         _stored_matches_file(archive, files[h], h)
+
+
+def test_the_fetch_command_creates_an_hrrr_archive_and_reports_missing_hours(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from wxembed.cli import app
+
+    target = tmp_path / "hrrr.zarr"
+    result = CliRunner().invoke(app, ["fetch", "--start", "2019-01-01T00", "--end", "2019-01-01T02",
+                                      "--archive", str(target), "--base-url", f"{server.url}/empty",
+                                      "--workers", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "0 stored, 2 missing, 0 failed" in result.output and "HTTP 404" in result.output
+    archive = Archive(target)
+    assert archive.grid.same_as(HRRR_CONUS) and archive.summary()["missing"] == 2
+    bad = CliRunner().invoke(app, ["fetch", "--start", "2019-01-02", "--end", "2019-01-01",
+                                   "--archive", str(target)])  # fmt: skip
+    assert bad.exit_code == 2 and "must be after start" in bad.output

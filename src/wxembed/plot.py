@@ -265,3 +265,56 @@ def save_comparison_png(
     dcb.set_label("dBZ difference")
     dcb.ax.tick_params(labelsize=8)
     return _save(fig, path, dpi)
+
+
+def save_gallery_png(
+    path: str | Path,
+    fields: Sequence[np.ndarray],
+    grid: Grid,
+    titles: Sequence[str],
+    ncols: int = 3,
+    dpi: int = 80,
+    outlines: bool | Mapping[str, Sequence[np.ndarray]] = True,
+) -> Path:
+    """Write a PNG of several reflectivity fields on one grid in a table of panels (a query and
+    its matches, decoded cluster centroids, an interpolation triptych...)."""
+    if len(fields) != len(titles) or not fields:
+        raise ValueError(f"need one title per field, got {len(fields)} fields and {len(titles)} titles")
+    if outlines is True:
+        from wxembed.outlines import outlines_for_grid
+
+        outlines = outlines_for_grid(grid)
+    ncols = min(ncols, len(fields))
+    nrows = -(-len(fields) // ncols)
+    w, h = _figsize(grid, width=4.5)
+    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    cmap, norm = nws_reflectivity_cmap()
+    im = None
+    for ax, field, title in zip(axes, fields, titles, strict=False):
+        im = _draw_image(ax, np.asarray(field, dtype=np.float32), grid, cmap, norm, title, outlines)
+    for ax in axes[len(fields) :]:
+        ax.set_axis_off()
+    cb = fig.colorbar(im, ax=list(axes), ticks=list(NWS_LEVELS), shrink=0.8, pad=0.01)
+    cb.set_label("dBZ")
+    return _save(fig, path, dpi)
+
+
+def save_loss_png(path: str | Path, metrics_csv: str | Path, dpi: int = 90) -> Path:
+    """Write a PNG of the training and validation loss curves from a Lightning CSV log."""
+    import pandas as pd
+
+    log_df = pd.read_csv(metrics_csv)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for column, label in (("train_loss", "training"), ("val_loss", "validation")):
+        if column in log_df:
+            rows = log_df[["step", column]].dropna()
+            ax.plot(rows.step, rows[column], marker="o" if column == "val_loss" else None, label=label)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Training loss")
+    return _save(fig, path, dpi)

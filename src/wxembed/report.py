@@ -1,0 +1,100 @@
+"""One self-contained HTML report: the metrics table against the baselines, and the figures."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROWS = [
+    ("mse", "MSE (dBZ²)", "low"), ("mae", "MAE (dBZ)", "low"),
+    ("csi_20", "CSI ≥20 dBZ", "high"), ("csi_35", "CSI ≥35 dBZ", "high"), ("csi_45", "CSI ≥45 dBZ", "high"),
+    ("pod_35", "POD ≥35 dBZ", "high"), ("far_35", "FAR ≥35 dBZ", "low"),
+    ("fss_35_3km", "FSS 35 dBZ, 3 km", "high"), ("fss_35_9km", "FSS 35 dBZ, 9 km", "high"),
+    ("fss_35_27km", "FSS 35 dBZ, 27 km", "high"), ("fss_35_81km", "FSS 35 dBZ, 81 km", "high"),
+    ("ssim", "SSIM", "high"),
+]  # fmt: skip
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; }
+th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.best { font-weight: bold; background: #eef7ee; } figure { margin: 1.5em 0; }
+img { max-width: 100%; border: 1px solid #eee; } figcaption { color: #555; font-size: 0.9em; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def metrics_table(scores: dict[str, dict]) -> str:
+    """An HTML table: one row per metric, one column per model; the best in each row in bold."""
+    names = list(scores)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for key, label, better in ROWS:
+        values = [scores[n].get(key) for n in names]
+        finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
+        best = (min(finite) if better == "low" else max(finite)) if finite else None
+        cells = "".join(
+            f'<td class="num{" best" if v == best and best is not None else ""}">{_fmt(v)}</td>' for v in values
+        )
+        rows.append(f"<tr><th>{label}</th>{cells}</tr>")
+    return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _figure(caption: str, png: str | Path) -> str:
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def write_report(
+    path: str | Path,
+    *,
+    title: str,
+    evaluation: dict,
+    figures: Sequence[tuple[str, str | Path]] = (),
+    facts: dict | None = None,
+) -> Path:
+    """Write the report: facts about the run, the metrics tables (overall, by regime, by season)
+    and every figure, embedded, so the one file can be mailed or archived."""
+    path = Path(path)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p class='note'>Made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by wxembed.</p>"]  # fmt: skip
+    facts = {
+        "model": f"{evaluation['arch']} ({evaluation['embedding_dim']} numbers per image)",
+        "archive": evaluation["archive"],
+        "held-out hours": f"{evaluation['held_out_hours']} ({evaluation['held_out_first']} to "
+        f"{evaluation['held_out_last']}), after {evaluation['train_hours']} training hours",
+        "baselines": f"PCA/EOF with {evaluation['pca_components']} components fit on the training hours; "
+        "the mean training image (climatology)",
+        "compression": f"{evaluation['compression']['pixels']:,} pixels to {evaluation['compression']['values']} "
+        f"numbers ({evaluation['compression']['ratio_vs_float32_image']:,}x fewer values)",
+        **(facts or {}),
+    }
+    parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                                     for k, v in facts.items()) + "</table>")  # fmt: skip
+    parts.append("<h2>Scores on the held-out hours</h2>")
+    parts.append("<p class='note'>Fields are floored at 0 dBZ before scoring; — marks a score that is "
+                 "undefined (no events in truth or forecast). Bold: the best in its row.</p>")  # fmt: skip
+    parts.append(metrics_table(evaluation["scores"]))
+    for group in ("by_regime", "by_season"):
+        for name, scores in evaluation.get(group, {}).items():
+            parts.append(f"<h3>{html.escape(group.replace('by_', ''))}: {html.escape(name)}</h3>")
+            parts.append(metrics_table(scores))
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts += [_figure(caption, png) for caption, png in figures]
+    parts.append("</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
