@@ -285,6 +285,46 @@ def tune(
 
 
 @app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `wxembed train`.")],
+    archive: Annotated[Path, typer.Argument(help="The archive to score on (its held-out hours).")],
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("evaluation.json"),
+    max_hours: Annotated[
+        int | None, typer.Option(help="Score at most this many held-out hours.")
+    ] = None,
+) -> None:
+    """Score the autoencoder against PCA (as many numbers) and climatology on held-out hours."""
+    from wxembed.evaluate import evaluate as run_evaluate
+    from wxembed.report import check_writable
+
+    try:
+        check_writable(out)
+        result = run_evaluate(checkpoint, archive, max_hours=max_hours)
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    out.write_text(json.dumps(result, indent=2))
+    typer.echo(json.dumps({"scores": result["scores"], "autoencoder_beats_pca": result["autoencoder_beats_pca"]},
+                          indent=2))  # fmt: skip
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def report(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `wxembed train`.")],
+    archive: Annotated[Path, typer.Argument(help="The archive it is evaluated on.")],
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML report: metrics against the baselines, reconstructions, loss curves."""
+    from wxembed.report import build_report
+
+    try:
+        path, _ = build_report(checkpoint, archive, out)
+    except WxembedError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the archive and pictures.")] = Path(
         "wxembed-output"

@@ -44,7 +44,8 @@ def metrics_table(scores: dict[str, dict]) -> str:
         finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
         best = (min(finite) if better == "low" else max(finite)) if finite else None
         cells = "".join(
-            f'<td class="num{" best" if v == best and best is not None else ""}">{_fmt(v)}</td>' for v in values
+            f'<td class="num{" best" if v == best and best is not None else ""}">{_fmt(v)}</td>'
+            for v in values
         )
         rows.append(f"<tr><th>{label}</th>{cells}</tr>")
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
@@ -98,3 +99,72 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail now, not after an hour of computing, if ``path`` cannot be written."""
+    from wxembed.errors import WxembedError
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise WxembedError(f"{path}: cannot write the output here ({exc.strerror})") from None
+    return path
+
+
+def build_report(
+    checkpoint: str | Path,
+    archive: str | Path,
+    out: str | Path,
+    *,
+    evaluation: dict | None = None,
+    extra_figures: Sequence[tuple[str, str | Path]] = (),
+    facts: dict | None = None,
+    examples: int = 2,
+) -> tuple[Path, dict]:
+    """Evaluate (unless ``evaluation`` is given with examples), draw the reconstruction and loss
+    figures, and write the HTML report. Returns the report's path and the evaluation."""
+    import tempfile
+
+    from wxembed.archive import format_time
+    from wxembed.evaluate import evaluate
+    from wxembed.plot import save_comparison_png, save_loss_png
+    from wxembed.train import load_model
+
+    out = check_writable(out)
+    _, grid = load_model(checkpoint)
+    if evaluation is None or "examples" not in evaluation:
+        evaluation = evaluate(checkpoint, archive, keep=examples)
+    with tempfile.TemporaryDirectory(prefix="wxembed-report-") as tmp:
+        figures = []
+        for i, ex in enumerate(evaluation.get("examples", [])):
+            t = format_time(ex["time"])
+            figures.append(
+                (
+                    f"Held-out hour {t}: original, autoencoder reconstruction, difference",
+                    save_comparison_png(
+                        Path(tmp) / f"ae{i}.png",
+                        ex["truth"],
+                        ex["autoencoder"],
+                        grid,
+                        titles=(f"original {t}", "autoencoder", "autoencoder - original"),
+                    ),
+                )
+            )
+            figures.append((f"Held-out hour {t}: original, PCA reconstruction with as many numbers, difference",
+                            save_comparison_png(Path(tmp) / f"pca{i}.png", ex["truth"], ex["pca"], grid,
+                                                titles=(f"original {t}", "PCA", "PCA - original"))))  # fmt: skip
+        log_csv = Path(checkpoint).resolve().parent.parent / "logs" / "version_0" / "metrics.csv"
+        if log_csv.exists():
+            figures.append(
+                ("Training and validation loss", save_loss_png(Path(tmp) / "loss.png", log_csv))
+            )
+        figures += list(extra_figures)
+        clean = {k: v for k, v in evaluation.items() if k != "examples"}
+        path = write_report(
+            out, title="wxembed report", evaluation=clean, figures=figures, facts=facts
+        )
+    return path, clean
