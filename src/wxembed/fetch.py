@@ -334,7 +334,7 @@ def fetch_hour(valid_time, config: FetchConfig, *, stats: FetchStats | None = No
             missing.append(str(exc))
             continue
         except SourceError as exc:
-            log.info("%s: %s", mirror.name, exc)
+            log.debug("%s: %s", mirror.name, exc)
             failed.append(str(exc))
             continue
         stats.url = url
@@ -467,7 +467,7 @@ def fetch_hours(
         hours_fetched=totals["hours"], bytes_fetched=totals["bytes"],
         whole_file_bytes=totals["whole_file_bytes"], seconds=round(seconds, 3),
     )  # fmt: skip
-    log.info("%s", describe_fetch(out))
+    log.debug("%s", describe_fetch(out))
     return out
 
 
