@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -149,7 +150,7 @@ def expand_inputs(inputs: Sequence[str | Path] | str | Path, *, fxx: int | None 
 
 
 # ---- the worker step -----------------------------------------------------------------------
-def store_hour(task: Task, reader: Reader, archive_path: str) -> dict:
+def store_hour(task: Task, reader: Reader, archive_path: str, ledger: str | None = None) -> dict:
     """Read one task and write it into the archive; return its manifest record as a dict.
 
     Every outcome ends in the manifest when the hour's time is known; only a file whose time
@@ -177,6 +178,8 @@ def store_hour(task: Task, reader: Reader, archive_path: str) -> dict:
         )
     if rec.status != "stored":
         log.warning("%s", rec.reason)
+    if ledger:
+        _append_ledger(ledger, rec.status)
     return {
         "time": None if rec.time is None else str(rec.time),
         "status": rec.status,
@@ -184,6 +187,19 @@ def store_hour(task: Task, reader: Reader, archive_path: str) -> dict:
         "source": rec.source,
         "missing_values": rec.missing_values,
     }
+
+
+def _append_ledger(ledger: str, status: str) -> None:
+    """One line per finished hour, for the progress bar (a local file; best effort)."""
+    try:
+        with open(Path(ledger) / f"hours-{os.getpid()}.tsv", "a") as fh:
+            fh.write(f"{status}\n")
+    except OSError:  # a worker on another machine: no progress bar, nothing else lost
+        pass
+
+
+def _count_ledger(ledger: str) -> int:
+    return sum(len(p.read_text().splitlines()) for p in Path(ledger).glob("hours-*.tsv"))
 
 
 def _record(archive: Archive, time, status: str, reason: str, source: str) -> HourRecord:
@@ -217,9 +233,11 @@ def run_tasks(
     archive.allocate([t.time for t in todo if t.time is not None])
     with tempfile.TemporaryDirectory(prefix="wxembed-ingest-") as tmp:
         out = str(Path(tmp) / "records")
+        ledger = Path(tmp) / "ledger"
+        ledger.mkdir()
         stop = threading.Event()
         watcher = threading.Thread(
-            target=_show_progress, args=(archive, todo, stop, label), daemon=True
+            target=_show_progress, args=(str(ledger), len(todo), stop, label), daemon=True
         )
         if progress:
             watcher.start()
@@ -231,10 +249,11 @@ def run_tasks(
                     root
                     | "Hours" >> beam.Create(todo)
                     | "Spread" >> beam.Reshuffle()
-                    | "Store" >> beam.Map(store_hour, reader=reader, archive_path=str(archive.path))
+                    | "Store" >> beam.Map(store_hour, reader=reader, archive_path=str(archive.path),
+                                          ledger=str(ledger) if progress else None)
                     | "AsJson" >> beam.Map(json.dumps)
                     | "Report" >> beam.io.WriteToText(out, file_name_suffix=".jsonl")
-                )
+                )  # fmt: skip
         finally:
             stop.set()
             if progress:
@@ -245,25 +264,17 @@ def run_tasks(
     return report
 
 
-def _show_progress(
-    archive: Archive, todo: Sequence[Task], stop: threading.Event, label: str
-) -> None:
-    """A progress bar driven by the archive's manifest, so it works whatever runs the workers."""
+def _show_progress(ledger: str, total: int, stop: threading.Event, label: str) -> None:
+    """A progress bar fed by the workers' ledger of finished hours."""
     from tqdm.auto import tqdm
 
-    known = {int(to_seconds(t.time)[0]) for t in todo if t.time is not None}
-    if not known:
-        return
-    with tqdm(total=len(known), desc=label, unit="h") as bar:
+    with tqdm(total=total, desc=label, unit="h") as bar:
         while True:
-            done_now = stop.wait(1.0)
+            done_now = stop.wait(0.5)
             try:
-                status = np.asarray(archive._group["status"][:])
-                seconds = to_seconds(archive.slot_times)
-            except Exception:  # noqa: BLE001 - a read racing a resize; try again next tick
+                bar.update(min(_count_ledger(ledger), total) - bar.n)
+            except OSError:
                 continue
-            done = int(np.count_nonzero(np.isin(seconds, list(known)) & (status != 0)))
-            bar.update(done - bar.n)
             if done_now:
                 break
 
