@@ -8,10 +8,13 @@ trained, held-out MSE in dBZ^2 (on the networks' 0..60 dBZ scale, every grid poi
 target is >= 35 dBZ, and the critical success index at 35 dBZ (hits / (hits + misses + false
 alarms), pooled over all held-out points).
 
-At ``--factor 4`` (264 x 449, 12 km) the default hyperparameters are the scale analogues of the
-full-resolution defaults: the seed with ``num_layers=3`` (crop to 256 x 448, a 4 x 7 x 64 code,
-as 4/4/4 gives 4 x 7 x 128 on 1059 x 1799) and the fast network with ``patch=2`` (first stage at
-24 km, a 17 x 29 code, as ``patch=8`` on the full grid).
+The seed trains with its original loss (log-cosh), the fast network with the weighted log-cosh
+it is meant for; ``--seed-loss``/``--fast-loss`` change that, ``--extra`` adds more runs. The
+runs take turns, step by step (whichever has used the least time goes next), so on a shared
+machine they see the same load. At ``--factor 4`` (264 x 449, 12 km) the seed gets
+``num_layers=3``, the scale analogue of 4/4/4 on the full grid (crop to 256 x 448 and a
+4 x 7 x 64 code, as 4/4/4 crops 1059 x 1799 to 1024 x 1792 and ends at 4 x 7 x 128): with 4
+layers it would crop the grid to 256 x 256. The fast network keeps its defaults.
 
     python bench/bench_quality.py                     # 2 x 150 s of training on CPU
     python bench/bench_quality.py --seconds 60 --fast-loss logcosh

@@ -18,8 +18,8 @@ by depth-to-space and cropped back to the grid::
 
 The output clamp passes gradients through unchanged, so a pixel predicted below zero where the
 target has echo is still pushed up (a ReLU output would leave it stuck at zero). Train it with
-:func:`wxembed.model.common.weighted_logcosh`, which weights strong echoes: with a plain loss a
-space-to-depth network learns to blur intense cells away.
+:func:`wxembed.model.common.weighted_logcosh`, which weights strong echoes: an earlier
+space-to-depth probe trained with a plain loss blurred intense cells away (CSI 0 at 35 dBZ).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class FastConfig:
     """Residual blocks of each encoder stage (same length as ``widths``)."""
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     """Residual blocks of each decoder stage (same length as ``widths``)."""
-    code_channels: int = 16
+    code_channels: int = 8
     """Channels of the coarsest feature map that the dense layers flatten and rebuild."""
     head_hidden: int = 64
     """Hidden width of the per-block output head."""
