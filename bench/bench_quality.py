@@ -5,11 +5,12 @@ synthetic storms (``wxembed.sources.synthetic``, seed 0, hours spread over a yea
 grid coarsened ``--factor`` times, then reconstruct held-out hours drawn from another synthetic
 seed (other storms altogether). Prints ONE JSON object with, per network: steps and images
 trained, held-out MSE in dBZ^2 (on the networks' 0..60 dBZ scale, every grid point), MSE where the
-target is >= 35 dBZ, and the critical success index at 35 dBZ (hits / (hits + misses + false
-alarms), pooled over all held-out points).
+target is >= 35 dBZ, and the critical success index at 35 and at 20 dBZ (hits / (hits + misses
++ false alarms), pooled over all held-out points).
 
 The seed trains with its original loss (log-cosh), the fast network with the weighted log-cosh
-it is meant for; ``--seed-loss``/``--fast-loss`` change that, ``--extra`` adds more runs. The
+it is meant for; ``--seed-loss``/``--fast-loss`` change that (any of ``LOSSES``, e.g.
+``logcosh_csi``), ``--extra`` adds more runs, each with optional ``loss_kwargs`` and ``lr``. The
 runs take turns, step by step (whichever has used the least time goes next), so on a shared
 machine they see the same load. At ``--factor 4`` (264 x 449, 12 km) the seed gets
 ``num_layers=3``, the scale analogue of 4/4/4 on the full grid (crop to 256 x 448 and a
@@ -23,6 +24,7 @@ layers it would crop the grid to 256 x 256. The fast network keeps its defaults.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -30,6 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from wxembed.model.common import logcosh, logcosh_csi, weighted_logcosh
+
+LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
+"""The losses of ``wxembed.model.lit.LOSSES`` (without importing Lightning)."""
 
 ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}}}
 
@@ -53,6 +60,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
     model.eval()
     se = se_strong = 0.0
     n = n_strong = hits = misses = false_alarms = 0
+    hits20 = misses20 = false_alarms20 = 0
+    moderate = 20.0 / 60.0
     max_t, max_p = [], []
     for i in range(0, len(x), batch):
         t = x[i : i + batch]
@@ -66,14 +75,20 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
         hits += int((strong_t & strong_p).sum())
         misses += int((strong_t & ~strong_p).sum())
         false_alarms += int((~strong_t & strong_p).sum())
+        mod_t, mod_p = t >= moderate, p >= moderate
+        hits20 += int((mod_t & mod_p).sum())
+        misses20 += int((mod_t & ~mod_p).sum())
+        false_alarms20 += int((~mod_t & mod_p).sum())
         max_t += to_dbz(t.amax(dim=(1, 2, 3))).tolist()
         max_p += to_dbz(p.amax(dim=(1, 2, 3))).tolist()
     model.train()
     denom = hits + misses + false_alarms
+    denom20 = hits20 + misses20 + false_alarms20
     return {
         "mse_dbz2": round(se / n, 3),
         "mse_dbz2_where_target_ge35": round(se_strong / n_strong, 2) if n_strong else None,
         "csi_35dbz": round(hits / denom, 4) if denom else None,
+        "csi_20dbz": round(hits20 / denom20, 4) if denom20 else None,
         "points_ge35_target": n_strong,
         "points_ge35_predicted": hits + false_alarms,
         "mean_image_max_dbz_target": round(float(np.mean(max_t)), 2),
@@ -85,10 +100,10 @@ class Run:
     """One network in training: its model, optimiser, batch sampler and time used so far."""
 
     def __init__(self, name: str, spec: dict, shape: tuple[int, int], args: argparse.Namespace):
-        from wxembed.model import build_model, logcosh, weighted_logcosh
+        from wxembed.model import build_model
 
         self.name, self.spec = name, spec
-        self.loss_fn = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh}[spec["loss"]]
+        self.loss_fn = functools.partial(LOSSES[spec["loss"]], **spec.get("loss_kwargs", {}))
         torch.manual_seed(args.torch_seed)
         self.model = build_model(spec["arch"], shape, **spec["hparams"])
         self.opt = torch.optim.Adam(self.model.parameters(), lr=spec.get("lr", args.lr))
@@ -146,11 +161,11 @@ def main() -> None:
     parser.add_argument("--archs", default="seed,fast")
     parser.add_argument("--seed-hparams", default=None, help="JSON; default: the factor's analogue")
     parser.add_argument("--fast-hparams", default=None, help="JSON; default: the factor's analogue")
-    parser.add_argument("--seed-loss", default="logcosh", choices=["logcosh", "weighted_logcosh"])
-    parser.add_argument("--fast-loss", default="weighted_logcosh",
-                        choices=["logcosh", "weighted_logcosh"])  # fmt: skip
+    parser.add_argument("--seed-loss", default="logcosh", choices=sorted(LOSSES))
+    parser.add_argument("--fast-loss", default="weighted_logcosh", choices=sorted(LOSSES))
     parser.add_argument("--extra", default=None,
-                        help='more runs, JSON: {"name": {"arch": .., "hparams": {..}, "loss": ..}}')  # fmt: skip
+                        help='more runs, JSON: {"name": {"arch": .., "hparams": {..}, "loss": .., '
+                             '"loss_kwargs": {..}}}')  # fmt: skip
     parser.add_argument("--torch-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", default=None, help="a .pt file to keep the rendered hours in")

@@ -21,7 +21,7 @@ from wxembed.model import (
     normalise_raw,
     weighted_logcosh,
 )
-from wxembed.model.common import centre_crop_box
+from wxembed.model.common import centre_crop_box, logcosh_csi, soft_csi_loss
 
 HRRR = HRRR_CONUS.shape  # (1059, 1799)
 COARSE8 = HRRR_CONUS.coarsen(8).shape  # (132, 224)
@@ -233,3 +233,29 @@ def test_weighted_logcosh_weights_strong_echo_misses_and_false_alarms():
     assert float(weighted_logcosh(weak_error, target, weight=10.0)) == pytest.approx(
         float(logcosh(weak_error, target)) + 0.0, rel=1e-5
     )
+
+
+def test_soft_csi_loss_is_zero_for_a_perfect_forecast_and_near_one_for_a_missed_storm():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:8, 4:8] = 0.9  # a 54 dBZ core
+    target[..., 3:9, 3:9] = torch.maximum(target[..., 3:9, 3:9], torch.tensor(0.4))
+    perfect = soft_csi_loss(target, target)
+    blurred = soft_csi_loss(torch.full_like(target, 0.5), target)  # 30 dBZ everywhere: a miss
+    assert float(perfect) == pytest.approx(0.0, abs=0.02)
+    assert float(blurred) > 0.9
+    # a batch with no storm and none predicted costs nothing
+    assert float(soft_csi_loss(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8))) < 1e-4
+    # the full loss: the perfect forecast costs ~0; cutting the 16-point core to 27 dBZ (still
+    # above 20 dBZ) adds about lam35 * 16 / (16 + 1) = 0.28 to the log-cosh
+    kw = {"lam35": 0.3, "lam20": 0.1, "tau": 0.03}
+    assert float(logcosh_csi(target, target, **kw)) < 0.02
+    missed = torch.where(target >= 0.5, torch.tensor(0.45), target)
+    assert float(logcosh_csi(missed, target, **kw)) > 0.25 + float(logcosh(missed, target))
+
+
+def test_soft_csi_loss_pushes_a_missed_core_up_and_a_false_alarm_down():
+    target = torch.tensor([0.9, 0.0, 0.0, 0.0])
+    pred = torch.tensor([0.55, 0.0, 0.6, 0.0], requires_grad=True)  # 33 dBZ core, 36 dBZ false
+    soft_csi_loss(pred, target).backward()
+    assert pred.grad[0] < 0  # gradient descent raises the missed core
+    assert pred.grad[2] > 0  # and lowers the false alarm

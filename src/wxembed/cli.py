@@ -333,15 +333,16 @@ def demo(
     start: Annotated[str, typer.Option(help="First valid time (UTC).")] = "2024-07-01T00",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """The main job on the embedded default data: a synthetic HRRR archive and a picture of it."""
+    """The main job on the embedded default data: synthetic storms on the HRRR grid, then train,
+    embed, search, cluster, interpolate, evaluate and write the HTML report."""
     from wxembed.demo import run_demo
 
     try:
-        result = run_demo(out, hours=hours, start=start, seed=seed)
+        result = run_demo(out, hours=hours, start=start, seed=seed, steps=steps, coarsen=coarsen)
     except WxembedError as exc:
         raise _fail(exc) from None
-    for key, value in result.items():
-        typer.echo(f"{key}: {value}")
+    typer.echo(json.dumps(result, indent=2, default=str))
+    typer.echo(f"report: {result['report']}")
 
 
 @app.command()
@@ -395,6 +396,14 @@ def fetch(
     if report.counts()["failed"]:
         raise typer.Exit(code=1)
 
+
+def _register_embedding_commands() -> None:
+    from wxembed.cli_embed import register
+
+    register(app)
+
+
+_register_embedding_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

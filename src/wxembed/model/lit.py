@@ -6,9 +6,9 @@ import lightning as L
 import torch
 
 from wxembed.model import build_model
-from wxembed.model.common import logcosh, normalise_raw, weighted_logcosh
+from wxembed.model.common import logcosh, logcosh_csi, normalise_raw, weighted_logcosh
 
-LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh}
+LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
 
 
 class AutoencoderModule(L.LightningModule):

@@ -1,0 +1,200 @@
+"""The embed pipeline: archive + checkpoint -> Parquet shards -> DuckDB index, and its commands.
+
+An untrained network is enough here: what is tested is the plumbing (every stored hour once,
+the vectors the model makes, replace-not-duplicate, several models, refusals), not the quality
+of the embeddings (tests/test_analysis.py trains one).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from wxembed.archive import Archive
+from wxembed.errors import ArchiveError
+from wxembed.grid import HRRR_CONUS
+from wxembed.index import EmbeddingIndex
+from wxembed.train import CheckpointError
+
+GRID = HRRR_CONUS.coarsen(16)  # 66 x 112
+HP = {
+    "widths": [16, 32],
+    "enc_blocks": [0, 1],
+    "dec_blocks": [1, 1],
+    "head_hidden": 16,
+    "code_channels": 4,
+}
+HOURS = 12
+
+
+def untrained_checkpoint(path: Path, grid=GRID, seed: int = 0, **hparams) -> Path:
+    """A checkpoint of a fresh fast network, in the layout training writes."""
+    from wxembed.model.lit import AutoencoderModule
+
+    torch.manual_seed(seed)
+    module = AutoencoderModule("fast", grid.shape, {**HP, **hparams}, grid_json=grid.to_json())
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from wxembed.pipelines.ingest import ingest_synthetic
+    from wxembed.sources.synthetic import SynthConfig
+
+    tmp = tmp_path_factory.mktemp("embed")
+    ingest_synthetic(
+        SynthConfig(seed=0, grid=GRID),
+        "2024-07-01T00",
+        HOURS,
+        tmp / "a.zarr",
+        workers=1,
+        progress=False,
+    )
+    archive = Archive(tmp / "a.zarr")
+    archive.record("2024-07-01T12", "missing", "no such file upstream")  # a hole: not embedded
+    return {
+        "tmp": tmp,
+        "archive": archive,
+        "ckpt": untrained_checkpoint(tmp / "m.ckpt"),
+        "ckpt16": untrained_checkpoint(tmp / "m16.ckpt", seed=1, embedding_dim=16),
+    }
+
+
+def _embed(setup, index: Path, ckpt=None, **kw) -> dict:
+    from wxembed.pipelines.embed import embed_archive
+
+    return embed_archive(
+        setup["archive"].path,
+        ckpt or setup["ckpt"],
+        index,
+        **{"workers": 1, "progress": False, "batch_size": 5, **kw},
+    )
+
+
+def test_embedding_an_archive_writes_every_stored_hour_to_parquet_and_the_index(setup, tmp_path):
+    from wxembed.analysis import load_embedding_model
+
+    report = _embed(setup, tmp_path / "i.duckdb")
+    archive = setup["archive"]
+    stored = archive.stored_times()
+    assert report["hours"] == len(stored) == HOURS and report["embedding_dim"] == 50
+    assert report["model_id"].startswith("fast-") and report["replaced"] == 0
+
+    table = pq.read_table(report["shards"])  # what a warehouse would load
+    assert table.schema.field("time").type.tz == "UTC"
+    assert sorted(table.column("time").to_numpy().astype("datetime64[s]")) == list(stored)
+    assert {len(v) for v in table.column("embedding").to_pylist()} == {50}
+
+    with EmbeddingIndex(tmp_path / "i.duckdb", read_only=True) as ix:
+        vs = ix.vectors()
+        info = ix.model()
+    np.testing.assert_array_equal(vs.times, stored)
+    assert info.embedding_dim == 50 and info.grid.same_as(GRID)
+    model = load_embedding_model(setup["ckpt"])
+    expected = model.encode_raw(archive.read_raw(stored))  # (n, 50), the model run directly
+    np.testing.assert_allclose(vs.matrix, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_re_embedding_with_the_same_model_replaces_its_rows_instead_of_duplicating(setup, tmp_path):
+    first = _embed(setup, tmp_path / "i.duckdb")
+    again = _embed(setup, tmp_path / "i.duckdb", batch_size=3)
+    assert again["replaced"] == first["hours"] == again["hours"]
+    with EmbeddingIndex(tmp_path / "i.duckdb", read_only=True) as ix:
+        assert ix.count() == HOURS
+    assert len(pq.read_table(again["shards"])) == HOURS  # the old shards were swapped out
+
+
+def test_several_models_share_one_index(setup, tmp_path):
+    a = _embed(setup, tmp_path / "i.duckdb")
+    b = _embed(setup, tmp_path / "i.duckdb", ckpt=setup["ckpt16"])
+    assert a["model_id"] != b["model_id"] and b["embedding_dim"] == 16
+    with EmbeddingIndex(tmp_path / "i.duckdb", read_only=True) as ix:
+        assert ix.count(a["model_id"]) == ix.count(b["model_id"]) == HOURS
+        assert ix.vectors(b["model_id"]).matrix.shape == (HOURS, 16)
+
+
+def test_two_worker_processes_give_the_same_embeddings_as_one(setup, tmp_path):
+    one = _embed(setup, tmp_path / "one.duckdb")
+    two = _embed(setup, tmp_path / "two.duckdb", workers=2, batch_size=2)
+    assert two["hours"] == one["hours"]
+    with (
+        EmbeddingIndex(tmp_path / "one.duckdb", read_only=True) as a,
+        EmbeddingIndex(tmp_path / "two.duckdb", read_only=True) as b,
+    ):
+        np.testing.assert_array_equal(a.vectors().times, b.vectors().times)
+        np.testing.assert_allclose(a.vectors().matrix, b.vectors().matrix, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_for_another_grid_is_refused_and_the_index_left_intact(setup, tmp_path):
+    _embed(setup, tmp_path / "i.duckdb")
+    other = untrained_checkpoint(tmp_path / "other.ckpt", grid=HRRR_CONUS.coarsen(8))
+    with pytest.raises(CheckpointError, match=r"trained on grid 'hrrr-conus/8'.*'hrrr-conus/16'"):
+        _embed(setup, tmp_path / "i.duckdb", ckpt=other)
+    with EmbeddingIndex(tmp_path / "i.duckdb", read_only=True) as ix:
+        assert ix.count() == HOURS and len(ix.models()) == 1
+
+
+def test_an_archive_without_stored_hours_is_refused(setup, tmp_path):
+    from wxembed.pipelines.embed import embed_archive
+
+    Archive.create(tmp_path / "empty.zarr", GRID)
+    with pytest.raises(ArchiveError, match="no stored hours to embed"):
+        embed_archive(
+            tmp_path / "empty.zarr", setup["ckpt"], tmp_path / "i.duckdb", workers=1, progress=False
+        )
+
+
+@pytest.fixture
+def cli():
+    from wxembed.cli_embed import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+def test_the_commands_print_results_and_fail_in_one_line_with_a_non_zero_exit(setup, tmp_path, cli):
+    index = tmp_path / "i.duckdb"
+    done = cli(
+        "embed",
+        setup["archive"].path,
+        "--checkpoint",
+        setup["ckpt"],
+        "--index",
+        index,
+        "--workers",
+        1,
+    )
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["hours"] == HOURS
+
+    found = cli("search", index, "2024-07-01T05", "-k", 2, "--exclude-hours", 0, "--json")
+    assert found.exit_code == 0, found.output
+    assert {m["time"] for m in json.loads(found.stdout)["matches"]} <= {
+        f"2024-07-01T{h:02d}:00:00" for h in range(HOURS)
+    }
+
+    absent = cli("search", index, "2024-07-01T12", "-k", 2)  # the missing hour
+    assert absent.exit_code == 2
+    assert absent.stderr.strip().count("\n") == 0
+    assert "not in the index" in absent.stderr and "2024-07-01 11:00:00Z" in absent.stderr
+
+    too_many = cli("search", index, "2024-07-01T05", "-k", 500)
+    assert too_many.exit_code == 2 and "larger than the index" in too_many.stderr
+
+    (tmp_path / "bad.json").write_text('{"embedding": [1, 2, 3')
+    bad = cli(
+        "decode", tmp_path / "bad.json", "--checkpoint", setup["ckpt"], "--out", tmp_path / "x.nc"
+    )
+    assert bad.exit_code == 2 and "bad.json: not valid JSON" in bad.stderr
+    with EmbeddingIndex(index, read_only=True) as ix:
+        assert ix.count() == HOURS
