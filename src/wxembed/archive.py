@@ -353,11 +353,16 @@ class Archive:
 
     # ---- reading -----------------------------------------------------------------------------
     def _slots_of(self, times) -> np.ndarray:
-        m = self.manifest()
-        stored = m[m.status == "stored"]
-        lookup = dict(zip(to_seconds(stored.time.values), stored.slot, strict=True))
+        # A stored hour never changes slot, so the lookup is cached and re-read only on a miss.
+        wanted = to_seconds(times)
+        lookup = getattr(self, "_stored_slots", {})
+        if any(int(t) not in lookup for t in wanted):
+            m = self.manifest()
+            stored = m[m.status == "stored"]
+            lookup = dict(zip(to_seconds(stored.time.values).tolist(), stored.slot, strict=True))
+            self._stored_slots = lookup
         slots = []
-        for t in to_seconds(times):
+        for t in wanted:
             if int(t) not in lookup:
                 raise ArchiveError(
                     f"{self.path}: {format_time(from_seconds([t])[0])} is not stored"

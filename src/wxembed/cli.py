@@ -326,12 +326,14 @@ def report(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the archive and pictures.")] = Path(
+    out: Annotated[Path, typer.Option(help="Folder for everything the job makes.")] = Path(
         "wxembed-output"
     ),
-    hours: Annotated[int, typer.Option(min=1, help="Synthetic hours to generate.")] = 48,
+    hours: Annotated[int, typer.Option(min=8, help="Synthetic hours to generate.")] = 96,
     start: Annotated[str, typer.Option(help="First valid time (UTC).")] = "2024-07-01T00",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps (batch 4).")] = 150,
+    coarsen: Annotated[int, typer.Option(min=1, help="Coarsen the HRRR grid by this factor.")] = 1,
 ) -> None:
     """The main job on the embedded default data: synthetic storms on the HRRR grid, then train,
     embed, search, cluster, interpolate, evaluate and write the HTML report."""
