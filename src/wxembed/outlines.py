@@ -348,7 +348,7 @@ def outlines_for_grid(
             )
             return {}
         if best_cov < 0.99:
-            log.warning("packaged outlines %s cover only %.0f%% of grid %s", best.name,
+            log.info("packaged outlines %s cover only %.0f%% of grid %s", best.name,
                         100 * best_cov, grid.name)
         path = best
     path = Path(path).resolve()
