@@ -21,7 +21,9 @@ FLOAT32_BYTES_PER_HOUR = 1059 * 1799 * 4  # 7.62 MB: one HRRR REFC image as floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hours", type=int, default=720, help="synthetic hours to generate (a month)")
+    parser.add_argument(
+        "--hours", type=int, default=720, help="synthetic hours to generate (a month)"
+    )
     parser.add_argument("--ingest-hours", type=int, default=48, help="GRIB2 files to ingest")
     parser.add_argument("--start", default="2024-07-01T00")
     parser.add_argument("--workers", type=int, default=2)
@@ -52,7 +54,11 @@ def main() -> None:
         out["synth_hours_per_second"] = round(args.hours / seconds, 2)
 
         # 3. stored bytes per hour: the hour chunks on disk
-        sizes = [p.stat().st_size for p in (tmp / "month.zarr" / "reflectivity" / "c").rglob("*") if p.is_file()]
+        sizes = [
+            p.stat().st_size
+            for p in (tmp / "month.zarr" / "reflectivity" / "c").rglob("*")
+            if p.is_file()
+        ]
         median = float(np.median(sizes))
         out["stored_bytes_per_hour_median"] = int(median)
         out["stored_bytes_per_hour_max"] = int(max(sizes))
@@ -66,7 +72,9 @@ def main() -> None:
         out["grib_write_seconds_per_hour"] = round((time.perf_counter() - t0) / len(paths), 3)
         out["grib_bytes_per_hour_median"] = int(np.median([p.stat().st_size for p in paths]))
         t0 = time.perf_counter()
-        report = ingest_files(tmp / "noaa", tmp / "ingest.zarr", workers=args.workers, progress=False)
+        report = ingest_files(
+            tmp / "noaa", tmp / "ingest.zarr", workers=args.workers, progress=False
+        )
         seconds = time.perf_counter() - t0
         out["ingest_hours"] = report.counts()["stored"]
         out["ingest_seconds"] = round(seconds, 1)

@@ -29,15 +29,33 @@ from wxembed.outlines import KINDS, build_outlines, hrrr_mrms_bbox, save_outline
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--naturalearth", required=True, type=Path,
-                        help="folder with the Natural Earth 1:10m .shp/.shx files")
-    parser.add_argument("--bbox", required=True, nargs="+", metavar="W S E N",
-                        help="lon/lat box: four numbers W S E N (degrees), or 'hrrr-mrms'")
+    parser.add_argument(
+        "--naturalearth",
+        required=True,
+        type=Path,
+        help="folder with the Natural Earth 1:10m .shp/.shx files",
+    )
+    parser.add_argument(
+        "--bbox",
+        required=True,
+        nargs="+",
+        metavar="W S E N",
+        help="lon/lat box: four numbers W S E N (degrees), or 'hrrr-mrms'",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output .npz file")
-    parser.add_argument("--tolerance", type=float, default=0.02,
-                        help="simplification tolerance in degrees (default 0.02)")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
-                        help="which outlines to include (default: all)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        help="simplification tolerance in degrees (default 0.02)",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=list(KINDS),
+        choices=KINDS,
+        help="which outlines to include (default: all)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -60,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     path = save_outlines(args.out, outlines, bbox=bbox, tolerance_deg=args.tolerance)
     for kind, lines in outlines.items():
         print(f"{kind:10s} {len(lines):6d} polylines {sum(len(p) for p in lines):8d} vertices")
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, bbox {bbox}, "
-          f"tolerance {args.tolerance} deg) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, bbox {bbox}, "
+        f"tolerance {args.tolerance} deg) in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

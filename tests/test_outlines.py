@@ -149,8 +149,8 @@ def test_outlines_for_hrrr_are_in_grid_metres_inside_its_extent():
     assert set(outlines) == set(KINDS)
     xy = np.concatenate(outlines["states"])
     g = HRRR_CONUS
-    inside = (xy[:, 0] >= g.x[0]) & (xy[:, 0] <= g.x[-1]) & (xy[:, 1] >= g.y[0]) & (
-        xy[:, 1] <= g.y[-1]
+    inside = (
+        (xy[:, 0] >= g.x[0]) & (xy[:, 0] <= g.x[-1]) & (xy[:, 1] >= g.y[0]) & (xy[:, 1] <= g.y[-1])
     )
     assert inside.mean() > 0.8
 
@@ -208,10 +208,24 @@ def test_build_outlines_on_a_small_bbox_reproduces_the_packaged_coastline():
 def test_make_outlines_script_writes_a_loadable_file(tmp_path):
     out = tmp_path / "fi.npz"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_outlines.py"), "--naturalearth",
-         str(NATURALEARTH), "--bbox", "24", "60", "25.5", "60.5", "--out", str(out),
-         "--tolerance", "0.01"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "make_outlines.py"),
+            "--naturalearth",
+            str(NATURALEARTH),
+            "--bbox",
+            "24",
+            "60",
+            "25.5",
+            "60.5",
+            "--out",
+            str(out),
+            "--tolerance",
+            "0.01",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     meta = read_outlines_meta(out)

@@ -129,8 +129,10 @@ def test_comparison_png_shows_a_missed_storm_blue_in_the_difference_panel(tmp_pa
     red = _mask_of(img, RED)
     # the storm is red in the first panel, absent from the second, dark blue in the third
     # (column ranges of the panels' fields; the colour bars lie right of panels 2 and 3)
-    first, second, third = slice(0, w // 3), slice(int(0.34 * w), int(0.6 * w)), slice(
-        2 * w // 3, int(0.93 * w)
+    first, second, third = (
+        slice(0, w // 3),
+        slice(int(0.34 * w), int(0.6 * w)),
+        slice(2 * w // 3, int(0.93 * w)),
     )
     assert red[:, first].sum() > 200
     assert red[:, second].sum() == 0

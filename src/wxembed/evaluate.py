@@ -86,7 +86,9 @@ def evaluate(
         log.warning("PCA gets %d components, not %d: only %d training hours", n_components, dim,
                     len(train_times))  # fmt: skip
     log.info("fitting PCA-%d and climatology on %d training hours", n_components, len(train_times))
-    pca = PCABaseline(n_components=n_components, coarsen=pca_coarsen).fit_archive(archive, train_times, batch=32)
+    pca = PCABaseline(n_components=n_components, coarsen=pca_coarsen).fit_archive(
+        archive, train_times, batch=32
+    )
     clim = ClimatologyBaseline().fit_archive(archive, train_times, batch=32)
 
     labels = archive.manifest().set_index("time")["regime"]
@@ -118,7 +120,9 @@ def evaluate(
                     if group:
                         scorer(group, name).accumulate(truth[j], fields[j])
             if len(examples) < keep:
-                examples.append({"time": t, "truth": truth[j], **{k: v[j] for k, v in candidates.items()}})
+                examples.append(
+                    {"time": t, "truth": truth[j], **{k: v[j] for k, v in candidates.items()}}
+                )
 
     def scores(group: str) -> dict:
         return {name: v.compute() for name, v in scorers[group].items()}
@@ -134,8 +138,12 @@ def evaluate(
         "held_out_first": str(held[0]),
         "held_out_last": str(held[-1]),
         "scores": scores("all"),
-        "by_regime": {g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("regime:")},
-        "by_season": {g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("season:")},
+        "by_regime": {
+            g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("regime:")
+        },
+        "by_season": {
+            g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("season:")
+        },
         "compression": {
             "pixels": grid.size,
             "values": dim,
@@ -156,7 +164,9 @@ def compare(scores: dict, a: str, b: str) -> dict[str, bool | None]:
     out: dict[str, bool | None] = {}
     for key, va in scores[a].items():
         vb = scores[b].get(key)
-        if key.startswith(("n_", "hits_", "misses_", "false_alarms_", "correct_negatives_", "bias_")):
+        if key.startswith(
+            ("n_", "hits_", "misses_", "false_alarms_", "correct_negatives_", "bias_")
+        ):
             continue
         if va is None or vb is None or (isinstance(va, float) and np.isnan(va)) or np.isnan(vb):
             out[key] = None

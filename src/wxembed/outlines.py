@@ -187,8 +187,13 @@ def build_outlines(
                 if not _is_degenerate(simple):
                     lines.append(simple)
         out[kind] = lines
-        log.info("%s: %d polylines, %d vertices in %s", kind, len(lines),
-                 sum(len(p) for p in lines), bbox)
+        log.info(
+            "%s: %d polylines, %d vertices in %s",
+            kind,
+            len(lines),
+            sum(len(p) for p in lines),
+            bbox,
+        )
     return out
 
 
@@ -286,8 +291,9 @@ def grid_lonlat_bbox(grid: Grid, samples: int = 200) -> BBox:
     ys = np.linspace(grid.y[0], grid.y[-1], samples)
     ex = np.concatenate([xs, xs, np.full(samples, xs[0]), np.full(samples, xs[-1])])
     ey = np.concatenate([np.full(samples, ys[0]), np.full(samples, ys[-1]), ys, ys])
-    to_geo = pyproj.Transformer.from_crs(grid.pyproj_crs, grid.pyproj_crs.geodetic_crs,
-                                         always_xy=True)
+    to_geo = pyproj.Transformer.from_crs(
+        grid.pyproj_crs, grid.pyproj_crs.geodetic_crs, always_xy=True
+    )
     lon, lat = to_geo.transform(ex, ey)
     lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
     lat = np.asarray(lat)
@@ -344,12 +350,17 @@ def outlines_for_grid(
             log.warning(
                 "no packaged map outlines cover grid %s (lon/lat box %s); drawing none. Make a "
                 "file with scripts/make_outlines.py and pass it as path=",
-                grid.name, tuple(round(v, 2) for v in grid_box),
+                grid.name,
+                tuple(round(v, 2) for v in grid_box),
             )
             return {}
         if best_cov < 0.99:
-            log.info("packaged outlines %s cover only %.0f%% of grid %s", best.name,
-                        100 * best_cov, grid.name)
+            log.info(
+                "packaged outlines %s cover only %.0f%% of grid %s",
+                best.name,
+                100 * best_cov,
+                grid.name,
+            )
         path = best
     path = Path(path).resolve()
     if not path.is_file():

@@ -114,8 +114,9 @@ def draw_outlines(
         if not len(lines):
             continue
         color, width = OUTLINE_STYLE.get(kind, ("#202020", 0.5))
-        coll = LineCollection(list(lines), colors=color, linewidths=width, zorder=zorder,
-                              label=kind)
+        coll = LineCollection(
+            list(lines), colors=color, linewidths=width, zorder=zorder, label=kind
+        )
         ax.add_collection(coll, autolim=False)
         drawn.append(coll)
     return drawn
@@ -279,7 +280,9 @@ def save_gallery_png(
     """Write a PNG of several reflectivity fields on one grid in a table of panels (a query and
     its matches, decoded cluster centroids, an interpolation triptych...)."""
     if len(fields) != len(titles) or not fields:
-        raise ValueError(f"need one title per field, got {len(fields)} fields and {len(titles)} titles")
+        raise ValueError(
+            f"need one title per field, got {len(fields)} fields and {len(titles)} titles"
+        )
     if outlines is True:
         from wxembed.outlines import outlines_for_grid
 
@@ -310,7 +313,9 @@ def save_loss_png(path: str | Path, metrics_csv: str | Path, dpi: int = 90) -> P
     for column, label in (("train_loss", "training"), ("val_loss", "validation")):
         if column in log_df:
             rows = log_df[["step", column]].dropna()
-            ax.plot(rows.step, rows[column], marker="o" if column == "val_loss" else None, label=label)
+            ax.plot(
+                rows.step, rows[column], marker="o" if column == "val_loss" else None, label=label
+            )
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import pickle
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -249,8 +250,6 @@ def train(config: TrainConfig) -> dict:
         deterministic=False,
         num_sanity_val_steps=0,
     )
-    import time
-
     t0 = time.perf_counter()
     trainer.fit(
         module,
