@@ -23,7 +23,7 @@ def archive(tmp_path_factory):
 
 def _config(archive, tmp_path, **kw):
     return TuneConfig(archive=str(archive.path), storage=f"sqlite:///{tmp_path / 'study.db'}", steps=30,
-                      lr=3e-3, search_space=SPACE, **kw)  # fmt: skip
+                      lr=1e-3, search_space=SPACE, **kw)  # fmt: skip
 
 
 def test_a_tiny_grid_study_runs_and_rejects_a_candidate_that_does_not_fit_the_grid(
@@ -35,7 +35,9 @@ def test_a_tiny_grid_study_runs_and_rejects_a_candidate_that_does_not_fit_the_gr
     assert {t["params"]["num_layers"] for t in rejected} == {4}  # 4**4 = 256 > 132 rows
     assert all("132 x 224" in t["rejected"] for t in rejected)
     done = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
-    assert len(done) == 4 and all(t["final_loss"] < t["loss_before"] for t in done)
+    assert len(done) == 4
+    two_layers = [t for t in done if t["params"]["num_layers"] == 2]
+    assert two_layers and all(t["final_loss"] < 0.5 * t["loss_before"] for t in two_layers)
 
 
 def test_an_interrupted_study_resumes_with_only_the_remaining_candidates(archive, tmp_path):
