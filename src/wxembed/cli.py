@@ -38,8 +38,9 @@ def _main(
         stream=sys.stderr,
     )
     logging.getLogger("wxembed").setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:  # Beam relays its workers' chatter as warnings
+    if not verbose:  # Beam relays its workers' chatter as warnings; Lightning logs twice
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 
 def _fail(exc: Exception) -> typer.Exit:
