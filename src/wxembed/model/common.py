@@ -143,7 +143,7 @@ def logcosh(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def weighted_logcosh(
-    pred: Tensor, target: Tensor, threshold: float = STRONG_ECHO, weight: float = 10.0
+    pred: Tensor, target: Tensor, threshold: float = STRONG_ECHO, weight: float = 3.0
 ) -> Tensor:
     """Mean log-cosh error with ``weight`` times the weight where the target *or* the prediction
     exceeds ``threshold`` (35 dBZ on the [0, 1] scale by default).
@@ -151,7 +151,9 @@ def weighted_logcosh(
     Strong echoes cover a few percent of an image at most; with plain log-cosh a network can
     blur them into weak echo at almost no cost. Weighting misses (target strong) keeps the cores;
     weighting false alarms (prediction strong) stops it from painting strong echo everywhere.
-    ``weight=1`` is :func:`logcosh`.
+    ``weight=1`` is :func:`logcosh`. The default 3 was chosen by ``bench/bench_quality.py``
+    (240 s each on a 264 x 449 grid): held-out MSE 33.7 dBZ² and CSI at 35 dBZ 0.0019 with weight
+    3, against 38.7 and 0.003 with weight 10 (300 s) and 34.3 and 0.0001 for the original network.
     """
     pred, target = pred.float(), target.float()
     strong = (target > threshold) | (pred.detach() > threshold)
