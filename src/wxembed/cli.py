@@ -41,6 +41,8 @@ def _main(
     if not verbose:  # Beam relays its workers' chatter as warnings; Lightning logs twice
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:  # Beam warns on import about GCP extras
+            handler.addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
 
 
 def _fail(exc: Exception) -> typer.Exit:
