@@ -50,6 +50,15 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _finish(report, summary: str) -> None:
+    """Every hour that did not make it, one line each on stderr; the summary; exit 1 on failures."""
+    for rec in report.problems():
+        typer.echo(f"{rec['status']}: {rec['time'] or '?'}: {rec['reason']}", err=True)
+    typer.echo(summary)
+    if report.counts()["failed"]:
+        raise typer.Exit(code=1)
+
+
 def _grid(name: str, coarsen: int):
     from wxembed.grid import HRRR_CONUS
 
@@ -128,11 +137,7 @@ def ingest(
         )
     except WxembedError as exc:
         raise _fail(exc) from None
-    for rec in report.problems():
-        typer.echo(f"{rec['status']}: {rec['time'] or '?'}: {rec['reason']}", err=True)
-    typer.echo(describe_report(report))
-    if report.counts()["failed"]:
-        raise typer.Exit(code=1)
+    _finish(report, describe_report(report))
 
 
 @app.command()
@@ -395,11 +400,7 @@ def fetch(
         )  # fmt: skip
     except WxembedError as exc:
         raise _fail(exc) from None
-    for rec in report.problems():
-        typer.echo(f"{rec['status']}: {rec['time'] or '?'}: {rec['reason']}", err=True)
-    typer.echo(describe_fetch(report))
-    if report.counts()["failed"]:
-        raise typer.Exit(code=1)
+    _finish(report, describe_fetch(report))
 
 
 def _register_embedding_commands() -> None:
