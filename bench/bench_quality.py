@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wxembed.model.common import logcosh, logcosh_csi, weighted_logcosh
+from wxembed.model.common import logcosh, logcosh_csi, scheduled_lr, weighted_logcosh
 
 LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
 """The losses of ``wxembed.model.lit.LOSSES`` (without importing Lightning)."""
@@ -106,7 +106,16 @@ class Run:
         self.loss_fn = functools.partial(LOSSES[spec["loss"]], **spec.get("loss_kwargs", {}))
         torch.manual_seed(args.torch_seed)
         self.model = build_model(spec["arch"], shape, **spec["hparams"])
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=spec.get("lr", args.lr))
+        self.lr = spec.get("lr", args.lr)
+        self.schedule = spec.get("schedule", "constant")
+        self.budget = args.seconds
+        wd = spec.get("weight_decay", 0.0)
+        params = self.model.parameters()
+        self.opt = (
+            torch.optim.AdamW(params, self.lr, weight_decay=wd)
+            if wd
+            else torch.optim.Adam(params, self.lr)
+        )
         self.gen = torch.Generator().manual_seed(args.torch_seed)
         self.seconds = 0.0
         self.steps = 0
@@ -114,6 +123,9 @@ class Run:
 
     def step(self, train_x: torch.Tensor, batch: int) -> None:
         t0 = time.perf_counter()
+        if self.schedule != "constant":  # by the share of the time budget used so far
+            for group in self.opt.param_groups:
+                group["lr"] = scheduled_lr(self.schedule, self.lr, self.seconds / self.budget)
         idx = torch.randint(len(train_x), (batch,), generator=self.gen)
         xb = train_x[idx]
         self.opt.zero_grad(set_to_none=True)
@@ -124,7 +136,7 @@ class Run:
         self.losses.append(float(loss.detach()))
         self.steps += 1
 
-    def report(self, test_x: torch.Tensor, batch: int) -> dict:
+    def report(self, test_x: torch.Tensor, batch: int, train_x: torch.Tensor) -> dict:
         from wxembed.model import count_parameters
 
         tail = self.losses[-max(1, len(self.losses) // 10) :]
@@ -136,6 +148,10 @@ class Run:
             "images_seen": self.steps * batch,
             "train_loss_last10pct": float(np.mean(tail)) if tail else None,
             "held_out": evaluate(self.model, test_x, 16),
+            # as many training hours, spread over the year: the gap to held_out is overfitting
+            "training_hours": evaluate(
+                self.model, train_x[:: max(1, len(train_x) // len(test_x))], 16
+            ),
         }
 
 
@@ -213,7 +229,7 @@ def main() -> None:
     runs = [Run(name, spec, shape, args) for name, spec in specs.items()]
     train_interleaved(runs, train_x, args)
     for run in runs:
-        out[run.name] = run.report(test_x, args.batch)
+        out[run.name] = run.report(test_x, args.batch, train_x)
     if "seed" in out and "fast" in out:
         s, f = out["seed"]["held_out"]["mse_dbz2"], out["fast"]["held_out"]["mse_dbz2"]
         out["mse_ratio_fast_over_seed"] = round(f / s, 3) if s and math.isfinite(s) else None

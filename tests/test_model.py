@@ -259,3 +259,19 @@ def test_soft_csi_loss_pushes_a_missed_core_up_and_a_false_alarm_down():
     soft_csi_loss(pred, target).backward()
     assert pred.grad[0] < 0  # gradient descent raises the missed core
     assert pred.grad[2] > 0  # and lowers the false alarm
+
+
+def test_cosine_schedule_warms_up_peaks_and_ends_at_zero():
+    from wxembed.model.common import WARMUP, scheduled_lr
+
+    assert scheduled_lr("constant", 1e-3, 0.7) == 1e-3
+    lrs = [scheduled_lr("cosine", 1e-3, i / 100) for i in range(101)]
+    peak = lrs.index(max(lrs))
+    assert lrs[0] < 1e-4 and abs(peak / 100 - WARMUP) < 0.02 and abs(max(lrs) - 1e-3) < 1e-9
+    assert all(
+        a >= b for a, b in zip(lrs[peak:-1], lrs[peak + 1 :], strict=True)
+    )  # never rises after the peak
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert scheduled_lr("cosine", 1e-3, 0.5) == pytest.approx(0.5e-3, rel=0.1)
+    with pytest.raises(ValueError, match="'linear'"):
+        scheduled_lr("linear", 1e-3, 0.5)

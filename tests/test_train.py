@@ -57,6 +57,17 @@ def test_a_short_training_run_lowers_the_validation_loss(archive, tmp_path):
         assert float(logcosh(module.net(x), x)) < float(logcosh(fresh.net(x), x))
 
 
+def test_the_cosine_schedule_warms_up_then_decays_to_zero_by_the_last_step(archive, tmp_path):
+    import pandas as pd
+
+    train(_config(archive, tmp_path / "m", num_steps=40, schedule="cosine"))
+    log = pd.read_csv(tmp_path / "m" / "logs" / "version_0" / "metrics.csv")
+    lr = log.dropna(subset=["lr-Adam"]).set_index("step")["lr-Adam"]
+    assert lr.idxmax() <= 10 and lr.max() == pytest.approx(3e-3, rel=0.2)
+    assert lr.iloc[-1] < 0.05 * lr.max()
+    assert (lr.loc[lr.idxmax() :].diff().dropna() <= 1e-12).all()
+
+
 def test_checkpoints_are_written_every_num_steps_over_num_checkpoints(archive, tmp_path):
     train(_config(archive, tmp_path / "m"))
     names = sorted(p.name for p in (tmp_path / "m" / "checkpoints").glob("*.ckpt"))
@@ -103,6 +114,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint_with_the_same_step_c
     assert resumed["global_step"] == 60
     assert float(adam_before[0]["step"]) == killed_at  # Adam's own count, saved with the weights
     assert float(resumed["optimizer_states"][0]["state"][0]["step"]) == 60
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 60  # the cosine went on where it stopped
 
 
 def test_training_refuses_to_overwrite_checkpoints_without_resume(archive, tmp_path):

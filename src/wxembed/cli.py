@@ -230,7 +230,10 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 200,
     checkpoints: Annotated[int, typer.Option(min=1, help="Checkpoints along the way.")] = 4,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
-    lr: Annotated[float, typer.Option()] = 1e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (peak of the schedule).")] = 1e-3,
+    schedule: Annotated[
+        str, typer.Option(help="cosine (warm-up, then down to 0 at the last step) or constant.")
+    ] = "cosine",
     val_fraction: Annotated[float, typer.Option(help="Latest share of hours held out.")] = 0.2,
     devices: Annotated[int, typer.Option(min=1, help="GPUs (DDP when more than one).")] = 1,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
@@ -245,7 +248,7 @@ def train(
 
     config = TrainConfig(
         archive=str(archive), out=str(out), arch=arch, hparams=_hparams(hp), loss=loss, lr=lr,
-        batch_size=batch_size, num_steps=steps, num_checkpoints=checkpoints, val_fraction=val_fraction,
+        schedule=schedule, batch_size=batch_size, num_steps=steps, num_checkpoints=checkpoints, val_fraction=val_fraction,
         seed=seed, devices=devices, accelerator=accelerator, compile=compile, workers=workers, resume=resume,
     )  # fmt: skip
     try:

@@ -48,7 +48,10 @@ class TrainConfig:
     loss: str = "weighted_logcosh"
     """"logcosh" (the original) or "weighted_logcosh" (extra weight on strong echoes)."""
     lr: float = 1e-3
-    """Adam learning rate."""
+    """Adam learning rate (the peak, under the cosine schedule)."""
+    schedule: str = "cosine"
+    """Learning-rate schedule over num_steps: "cosine" (warm-up, then down to 0) or "constant"
+    (the original's plain Adam)."""
     batch_size: int = 4
     """Images per step (per device)."""
     num_steps: int = 200
@@ -192,7 +195,7 @@ def check_grid(checkpoint_grid: Grid, archive: Archive, what: str) -> None:
 def train(config: TrainConfig) -> dict:
     """Train; return a report (steps, losses, checkpoint paths, images/s)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from wxembed.model.lit import AutoencoderModule
@@ -218,7 +221,7 @@ def train(config: TrainConfig) -> dict:
     )
     module = AutoencoderModule(
         config.arch, archive.grid.shape, dict(config.hparams), loss=config.loss, lr=config.lr,
-        grid_json=archive.grid.to_json(), archive=str(archive.path), val_start=str(val_times[0]),
+        schedule=config.schedule, grid_json=archive.grid.to_json(), archive=str(archive.path), val_start=str(val_times[0]),
         channels_last=gpu,
     )  # fmt: skip
     if config.compile:
@@ -240,7 +243,7 @@ def train(config: TrainConfig) -> dict:
         devices=config.devices,
         strategy="ddp" if config.devices > 1 else "auto",
         precision="bf16-mixed" if gpu else "32-true",
-        callbacks=[checkpoints],
+        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")],
         logger=CSVLogger(out, name="logs", version=0),
         val_check_interval=every if len(train_data) > every * config.batch_size else None,
         check_val_every_n_epoch=None if len(train_data) > every * config.batch_size else 1,

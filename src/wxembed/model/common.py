@@ -224,6 +224,31 @@ def logcosh_csi(
     return loss
 
 
+# ---- learning-rate schedule ----------------------------------------------------------------
+
+SCHEDULES = ("constant", "cosine")
+WARMUP = 0.05
+"""Share of training spent warming the learning rate up linearly under the ``cosine`` schedule."""
+
+
+def scheduled_lr(schedule: str, lr: float, progress: float) -> float:
+    """The learning rate ``progress`` (0..1) of the way through training.
+
+    ``constant`` is ``lr`` throughout (the original network's Adam). ``cosine`` warms up linearly
+    over the first :data:`WARMUP` of training, then falls along half a cosine to 0 at the end.
+    """
+    if schedule == "constant":
+        return lr
+    if schedule != "cosine":
+        raise ValueError(
+            f"unknown learning-rate schedule {schedule!r}; expected one of {SCHEDULES}"
+        )
+    p = min(max(progress, 0.0), 1.0)
+    if p < WARMUP:
+        return lr * (p + 1e-3) / WARMUP
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (p - WARMUP) / (1.0 - WARMUP)))
+
+
 # ---- small shared modules ------------------------------------------------------------------
 
 

@@ -6,7 +6,14 @@ import lightning as L
 import torch
 
 from wxembed.model import build_model
-from wxembed.model.common import logcosh, logcosh_csi, normalise_raw, weighted_logcosh
+from wxembed.model.common import (
+    SCHEDULES,
+    logcosh,
+    logcosh_csi,
+    normalise_raw,
+    scheduled_lr,
+    weighted_logcosh,
+)
 
 LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
 
@@ -28,6 +35,7 @@ class AutoencoderModule(L.LightningModule):
         *,
         loss: str = "logcosh",
         lr: float = 1e-3,
+        schedule: str = "constant",
         grid_json: str = "",
         archive: str = "",
         val_start: str = "",
@@ -39,6 +47,10 @@ class AutoencoderModule(L.LightningModule):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
         self.loss_fn = LOSSES[loss]
+        if schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown learning-rate schedule {schedule!r}; expected one of {SCHEDULES}"
+            )
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 
@@ -71,4 +83,13 @@ class AutoencoderModule(L.LightningModule):
         return self.net.encode(self._inputs(batch))
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        if self.hparams.schedule == "constant":
+            return opt
+        total = max(1, int(self.trainer.max_steps))  # the scheduler is stepped once per step
+
+        def factor(step: int) -> float:
+            return scheduled_lr(self.hparams.schedule, 1.0, step / total)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
