@@ -1,10 +1,11 @@
 """Training throughput of the seed and the fast autoencoders, side by side, at full HRRR resolution.
 
-Prints ONE JSON object: images/s of a full training step (forward, weighted log-cosh loss,
-backward, Adam step) for each network, warm-up steps excluded, and the ratio fast / seed. The
-batch is built once on the device (storm-like Gaussian cells), so data loading is not counted.
-On a CPU the timed steps come in rounds that alternate between the networks, so that on a shared
-machine both see the same load; on a GPU each network runs alone (its own peak memory).
+Prints ONE JSON object: images/s of a full training step (forward, the default loss of
+``wxembed train``, backward, Adam step) for each network, warm-up steps excluded, and the ratio
+fast / seed. The batch is built once on the device (storm-like Gaussian cells), so data loading
+is not counted. On a CPU the timed steps come in rounds that alternate between the networks, so
+that on a shared machine both see the same load; on a GPU each network runs alone (its own peak
+memory).
 
     python bench/bench_train.py                       # CPU, batch 4
     python bench/bench_train.py --device cuda         # GPU: bf16 autocast, channels_last, batch 64
@@ -47,11 +48,12 @@ class Trainer:
     """One network, its optimiser and the time its timed steps took."""
 
     def __init__(self, arch: str, args: argparse.Namespace, x: torch.Tensor):
-        from wxembed.model import build_model, count_parameters, weighted_logcosh
+        from wxembed.model import build_model, count_parameters
+        from wxembed.model.common import logcosh_csi
 
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"
-        self.x, self.loss_fn = x, weighted_logcosh
+        self.x, self.loss_fn = x, logcosh_csi  # the default loss of wxembed train
         self.bf16 = self.cuda and not args.no_bf16
         torch.manual_seed(0)
         model = build_model(arch, tuple(x.shape[-2:])).to(self.device)

@@ -60,8 +60,13 @@ def test_a_short_training_run_lowers_the_validation_loss(archive, tmp_path):
 def test_the_cosine_schedule_warms_up_then_decays_to_zero_by_the_last_step(archive, tmp_path):
     import pandas as pd
 
-    train(_config(archive, tmp_path / "m", num_steps=40, schedule="cosine"))
+    report = train(_config(archive, tmp_path / "m", num_steps=40, schedule="cosine"))
     log = pd.read_csv(tmp_path / "m" / "logs" / "version_0" / "metrics.csv")
+    # best.ckpt holds the lowest validation loss logged, whichever step it came at
+    assert report["best_val_loss"] == pytest.approx(log["val_loss"].min())
+    assert load_checkpoint(report["best_checkpoint"])["global_step"] in set(
+        log.dropna(subset=["val_loss"]).step + 1
+    )
     lr = log.dropna(subset=["lr-Adam"]).set_index("step")["lr-Adam"]
     assert lr.idxmax() <= 10 and lr.max() == pytest.approx(3e-3, rel=0.2)
     assert lr.iloc[-1] < 0.05 * lr.max()
@@ -71,7 +76,7 @@ def test_the_cosine_schedule_warms_up_then_decays_to_zero_by_the_last_step(archi
 def test_checkpoints_are_written_every_num_steps_over_num_checkpoints(archive, tmp_path):
     train(_config(archive, tmp_path / "m"))
     names = sorted(p.name for p in (tmp_path / "m" / "checkpoints").glob("*.ckpt"))
-    assert names == ["last.ckpt", "step=10.ckpt", "step=20.ckpt", "step=30.ckpt"]
+    assert names == ["best.ckpt", "last.ckpt", "step=10.ckpt", "step=20.ckpt", "step=30.ckpt"]
 
 
 def test_a_checkpoint_alone_rebuilds_the_model_and_its_grid(archive, tmp_path):

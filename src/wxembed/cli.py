@@ -226,7 +226,12 @@ def train(
     hp: Annotated[
         list[str] | None, typer.Option(help="Hyperparameter NAME=VALUE, repeatable.")
     ] = None,
-    loss: Annotated[str, typer.Option(help="weighted_logcosh or logcosh.")] = "weighted_logcosh",
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="logcosh_csi (strong echo weighted, soft CSI at 35 dBZ), weighted_logcosh or logcosh."
+        ),
+    ] = "logcosh_csi",
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 200,
     checkpoints: Annotated[int, typer.Option(min=1, help="Checkpoints along the way.")] = 4,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
@@ -256,7 +261,8 @@ def train(
     except WxembedError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps({k: report[k] for k in ("global_step", "parameters", "seconds", "metrics",
-                                                    "last_checkpoint")}, indent=2))  # fmt: skip
+                                                    "last_checkpoint", "best_checkpoint", "best_val_loss")},
+                          indent=2))  # fmt: skip
 
 
 @app.command()

@@ -3,7 +3,8 @@
 ``train(TrainConfig(archive=..., out=...))`` splits the archive's stored hours by time (the last
 ``val_fraction`` for validation), reads the uint8 chunks (held in memory when they fit, else by
 worker processes), and checkpoints every ``num_steps // num_checkpoints`` steps (the original's
-"virtual epochs"). ``resume=True`` continues from ``out/checkpoints/last.ckpt`` with the same step
+"virtual epochs"), keeps ``best.ckpt`` at the lowest validation loss seen (a small archive
+overfits: the last checkpoint is not always the best) and ``last.ckpt``. ``resume=True`` continues from ``out/checkpoints/last.ckpt`` with the same step
 count and optimiser state. Checkpoints are loaded with ``weights_only`` everywhere, so a file
 that would run code when unpickled is refused.
 """
@@ -45,8 +46,9 @@ class TrainConfig:
     """Network: "fast" (ours, the default) or "seed" (the original design)."""
     hparams: dict = field(default_factory=dict)
     """Hyperparameters of the network (e.g. num_layers, pool_size, num_filters, num_dense)."""
-    loss: str = "weighted_logcosh"
-    """"logcosh" (the original) or "weighted_logcosh" (extra weight on strong echoes)."""
+    loss: str = "logcosh_csi"
+    """"logcosh_csi" (log-cosh weighted on strong echo plus a soft-CSI term at 35 dBZ),
+    "weighted_logcosh" (without the CSI term) or "logcosh" (the original's)."""
     lr: float = 1e-3
     """Adam learning rate (the peak, under the cosine schedule)."""
     schedule: str = "cosine"
@@ -236,6 +238,10 @@ def train(config: TrainConfig) -> dict:
         dirpath=ckpt_dir, filename="step={step}", every_n_train_steps=every, save_top_k=-1,
         save_last=True, auto_insert_metric_name=False,
     )  # fmt: skip
+    best = ModelCheckpoint(  # the lowest validation loss so far: a small archive overfits
+        dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+        auto_insert_metric_name=False, enable_version_counter=False,
+    )  # fmt: skip
     trainer = L.Trainer(
         max_steps=config.num_steps,
         max_epochs=-1,
@@ -243,7 +249,7 @@ def train(config: TrainConfig) -> dict:
         devices=config.devices,
         strategy="ddp" if config.devices > 1 else "auto",
         precision="bf16-mixed" if gpu else "32-true",
-        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")],
+        callbacks=[checkpoints, best, LearningRateMonitor(logging_interval="step")],
         logger=CSVLogger(out, name="logs", version=0),
         val_check_interval=every if len(train_data) > every * config.batch_size else None,
         check_val_every_n_epoch=None if len(train_data) > every * config.batch_size else 1,
@@ -274,6 +280,10 @@ def train(config: TrainConfig) -> dict:
         "seconds": round(seconds, 2),
         "metrics": {k: (None if math.isnan(v) else v) for k, v in metrics.items()},
         "last_checkpoint": str(last),
+        "best_checkpoint": best.best_model_path or None,
+        "best_val_loss": float(best.best_model_score)
+        if best.best_model_score is not None
+        else None,
     }
     (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
