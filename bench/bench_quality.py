@@ -3,19 +3,20 @@
 Both networks train for ``--seconds`` of wall-clock time each (Adam, batch ``--batch``) on
 synthetic storms (``wxembed.sources.synthetic``, seed 0: 4000 hours 2 h apart, most of a year)
 on the HRRR grid coarsened ``--factor`` times, then reconstruct held-out hours drawn from
-another synthetic seed (other storms altogether). The error on as many training hours is
-reported beside it: with few training hours (``--train-hours 800 --train-every 11``) the fast
-network overfits within three minutes and its held-out lead shrinks to a tie. Prints ONE JSON object with, per network: steps and images
-trained, held-out MSE in dBZ^2 (on the networks' 0..60 dBZ scale, every grid point), MSE where the
-target is >= 35 dBZ, and the critical success index at 35 and at 20 dBZ (hits / (hits + misses
-+ false alarms), pooled over all held-out points).
+another synthetic seed (other storms altogether). Prints ONE JSON object with, per network:
+steps and images trained, held-out MSE in dBZ^2 (on the networks' 0..60 dBZ scale, every grid
+point), MSE where the target is >= 35 dBZ, and the critical success index at 35 and at 20 dBZ
+(hits / (hits + misses + false alarms), pooled over all held-out points). The same scores on as
+many training hours come beside them: with few training hours (``--train-hours 800
+--train-every 11``) the fast network overfits within three minutes and its held-out MSE lead
+shrinks to a tie.
 
 The seed trains with its original recipe (log-cosh, plain Adam at a constant rate), the fast
-network with the weighted log-cosh and the cosine schedule (warm-up, then down to 0 as its time
-runs out) that ``wxembed train`` uses by default; ``--seed-loss``/``--fast-loss`` and
-``--seed-schedule``/``--fast-schedule`` change that (any of ``LOSSES``, e.g. ``logcosh_csi``),
-``--extra`` adds more runs, each with optional ``loss_kwargs``, ``lr``, ``schedule`` and
-``weight_decay`` (AdamW). The runs take turns, step by step (whichever has used the least time goes next), so on a shared
+network with the defaults of ``wxembed train`` (``logcosh_csi``, and the cosine schedule: a
+warm-up, then down to 0 as its time runs out); ``--seed-loss``/``--fast-loss`` and
+``--seed-schedule``/``--fast-schedule`` change that (any of ``LOSSES``), ``--extra`` adds more
+runs, each with optional ``loss_kwargs``, ``lr``, ``schedule`` and ``weight_decay`` (AdamW).
+The runs take turns, step by step (whichever has used the least time goes next), so on a shared
 machine they see the same load. At ``--factor 4`` (264 x 449, 12 km) the seed gets
 ``num_layers=3``, the scale analogue of 4/4/4 on the full grid (crop to 256 x 448 and a
 4 x 7 x 64 code, as 4/4/4 crops 1059 x 1799 to 1024 x 1792 and ends at 4 x 7 x 128): with 4
@@ -37,10 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wxembed.model.common import SCHEDULES, logcosh, logcosh_csi, scheduled_lr, weighted_logcosh
-
-LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
-"""The losses of ``wxembed.model.lit.LOSSES`` (without importing Lightning)."""
+from wxembed.model.common import LOSSES, SCHEDULES, scheduled_lr
 
 ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}}}
 

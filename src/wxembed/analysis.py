@@ -42,6 +42,7 @@ from wxembed.index import (
     EmbeddingIndex,
     EmbeddingIndexError,
     ModelInfo,
+    check_k,
     model_id_for,
 )
 from wxembed.sources import DecodedField
@@ -936,8 +937,7 @@ def cluster_index(
         info = ix.model(model_id)
         vs = ix.vectors(info.model_id)
         n = len(vs)
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise EmbeddingIndexError(f"k must be a positive whole number, got {k!r}")
+        check_k(k)
         if k > n:
             raise EmbeddingIndexError(
                 f"k={k} clusters is more than the {n} hours of model {info.model_id}"

@@ -229,7 +229,7 @@ def train(
     loss: Annotated[
         str,
         typer.Option(
-            help="logcosh_csi (strong echo weighted, soft CSI at 35 dBZ), weighted_logcosh or logcosh."
+            help="logcosh_csi (strong echo weighted + soft CSI at 35 dBZ), weighted_logcosh, logcosh."
         ),
     ] = "logcosh_csi",
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 200,

@@ -597,8 +597,7 @@ class EmbeddingIndex:
             raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
         vs = self.vectors(model_id)
         n = len(vs)
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise EmbeddingIndexError(f"k must be a positive whole number, got {k!r}")
+        check_k(k)
         if k > n:
             raise EmbeddingIndexError(
                 f"k={k} is larger than the index: model {vs.model_id} has {n} hours"
@@ -739,6 +738,13 @@ class EmbeddingIndex:
             "SELECT * FROM centroids WHERE model_id = ? AND k = ? ORDER BY cluster",
             [info.model_id, k],
         ).df()
+
+
+def check_k(k) -> None:
+    """Raise :class:`EmbeddingIndexError` unless ``k`` (neighbours, clusters) is a whole number
+    of at least 1."""
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise EmbeddingIndexError(f"k must be a positive whole number, got {k!r}")
 
 
 def _is_vector(query) -> bool:

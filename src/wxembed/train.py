@@ -3,9 +3,10 @@
 ``train(TrainConfig(archive=..., out=...))`` splits the archive's stored hours by time (the last
 ``val_fraction`` for validation), reads the uint8 chunks (held in memory when they fit, else by
 worker processes), and checkpoints every ``num_steps // num_checkpoints`` steps (the original's
-"virtual epochs"), keeps ``best.ckpt`` at the lowest validation loss seen (a small archive
-overfits: the last checkpoint is not always the best) and ``last.ckpt``. ``resume=True`` continues from ``out/checkpoints/last.ckpt`` with the same step
-count and optimiser state. Checkpoints are loaded with ``weights_only`` everywhere, so a file
+"virtual epochs"). It also keeps ``best.ckpt`` at the lowest validation loss seen (a small
+archive overfits, so the last checkpoint is not always the best) beside ``last.ckpt``.
+``resume=True`` continues from ``out/checkpoints/last.ckpt`` with the same step count, optimiser
+and learning-rate schedule state. Checkpoints are loaded with ``weights_only`` everywhere, so a file
 that would run code when unpickled is refused.
 """
 

@@ -153,8 +153,8 @@ def weighted_logcosh(
     weighting false alarms (prediction strong) stops it from painting strong echo everywhere.
     ``weight=1`` is :func:`logcosh`. The default 3 was chosen by ``bench/bench_quality.py``
     (the fast network with code_channels 8 and a constant rate, 240 s on a 264 x 449 grid):
-    held-out MSE 33.7 dBZ² with weight 3 against 38.7 with weight 10. :func:`logcosh_csi`
-    builds on it.
+    held-out MSE 33.7 dBZ² with weight 3 against 38.7 with weight 10 (a 300 s run).
+    :func:`logcosh_csi` builds on it.
     """
     pred, target = pred.float(), target.float()
     strong = (target > threshold) | (pred.detach() > threshold)
@@ -217,14 +217,14 @@ def logcosh_csi(
     ==========================  ==============  ==========  ==========
     pixel term + CSI terms      held-out MSE    CSI 35 dBZ  CSI 20 dBZ
     ==========================  ==============  ==========  ==========
-    weight 3 alone              28.5 to 29.1    0.004       0.15
+    weight 3 alone              28.4 to 29.1    0.002-0.005 0.15-0.18
     weight 6 alone              30.5            0.006       0.17
     weight 3 + 0.01 at 35       30.3            0.018       0.16
     weight 3 + 0.01 at 35, 20   33.7            0.032       0.22
     weight 3 + 0.03 at 35, 20   42.3            0.031       0.19
     ==========================  ==============  ==========  ==========
 
-    A small 35 dBZ term buys four times the CSI at 35 dBZ for about 1.5 dBZ^2 of MSE; larger
+    A small 35 dBZ term buys four or more times the CSI at 35 dBZ for about 1.5 dBZ^2 of MSE; larger
     terms paint strong echo over too much of the image. (The original network, with its plain
     log-cosh, scored about 34.8 dBZ^2 and CSI 0.0001 to 0.001 in the same 90 to 100 s.)
     """
@@ -234,6 +234,10 @@ def logcosh_csi(
     if lam20:
         loss = loss + lam20 * soft_csi_loss(pred, target, MODERATE_ECHO, tau)
     return loss
+
+
+LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
+"""The training losses by name (``wxembed train --loss``)."""
 
 
 # ---- learning-rate schedule ----------------------------------------------------------------

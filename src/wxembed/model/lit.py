@@ -6,16 +6,7 @@ import lightning as L
 import torch
 
 from wxembed.model import build_model
-from wxembed.model.common import (
-    SCHEDULES,
-    logcosh,
-    logcosh_csi,
-    normalise_raw,
-    scheduled_lr,
-    weighted_logcosh,
-)
-
-LOSSES = {"logcosh": logcosh, "weighted_logcosh": weighted_logcosh, "logcosh_csi": logcosh_csi}
+from wxembed.model.common import LOSSES, normalise_raw, scheduled_lr
 
 
 class AutoencoderModule(L.LightningModule):
@@ -47,10 +38,7 @@ class AutoencoderModule(L.LightningModule):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
         self.loss_fn = LOSSES[loss]
-        if schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown learning-rate schedule {schedule!r}; expected one of {SCHEDULES}"
-            )
+        scheduled_lr(schedule, lr, 0.0)  # a ValueError naming the choices for an unknown one
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 
