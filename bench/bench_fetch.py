@@ -5,7 +5,7 @@ project's encoder on the full HRRR grid, holding the hour's synthetic REFC among
 other messages (a few distinct noisy full-grid fields, repeated; REFC about 40 % of the way in,
 as in a real ``wrfsfcf00``), and a matching ``.idx``. The files are assembled in memory from
 shared pieces and answer Range requests; the server counts every body byte it sends, which is
-the ground truth for what crossed the wire. ``wxembed.fetch.fetch_hours`` then fetches the hours
+the ground truth for what crossed the wire. ``wxembed.pipelines.fetch.fetch_hours`` then fetches the hours
 into a fresh archive through the Beam pipeline, and once more to time the resume (all skipped).
 
 Prints one JSON object. Run: ``python bench/bench_fetch.py [--hours 24] [--workers 2]``.
@@ -181,7 +181,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
-    from wxembed.fetch import fetch_hours
+    from wxembed.pipelines.fetch import fetch_hours
 
     out: dict = {"hours": args.hours, "workers": args.workers}
     with tempfile.TemporaryDirectory(prefix="wxembed-bench-fetch-") as tmp:

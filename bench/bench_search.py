@@ -86,7 +86,7 @@ def _untrained_checkpoint(grid, path: Path) -> Path:
     """A checkpoint of the default fast network, untrained, in the layout training writes."""
     import torch
 
-    from wxembed.model.lit import AutoencoderModule
+    from wxembed.model.task import AutoencoderModule
 
     torch.manual_seed(0)
     module = AutoencoderModule(

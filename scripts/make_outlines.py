@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from wxembed.outlines import KINDS, build_outlines, hrrr_mrms_bbox, save_outlines
+from wxembed.figures.outlines import KINDS, build_outlines, hrrr_mrms_bbox, save_outlines
 
 
 def main(argv: list[str] | None = None) -> int:

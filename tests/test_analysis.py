@@ -28,7 +28,8 @@ import pytest
 from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
 from wxembed.grid import HRRR_CONUS
-from wxembed.index import EmbeddingError, EmbeddingIndex, EmbeddingIndexError
+from wxembed.errors import EmbeddingError, EmbeddingIndexError
+from wxembed.index import EmbeddingIndex
 
 GRID = HRRR_CONUS.coarsen(16)  # 66 x 112, 48 km
 HP = {
@@ -85,7 +86,7 @@ def world(tmp_path_factory):
 
 
 def test_the_nearest_neighbour_of_an_hour_is_an_adjacent_hour_far_more_often_than_chance(world):
-    from wxembed.api import search_similar
+    from wxembed.analysis import search_similar
 
     times = world["archive"].stored_times()
     adjacent = 0
@@ -99,7 +100,7 @@ def test_the_nearest_neighbour_of_an_hour_is_an_adjacent_hour_far_more_often_tha
 
 
 def test_a_grib2_file_of_an_hour_finds_that_hour_first(world, tmp_path):
-    from wxembed.api import search_similar
+    from wxembed.analysis import search_similar
     from wxembed.sources import DecodedField
     from wxembed.sources.grib import write_refc_file
 
@@ -115,7 +116,7 @@ def test_a_grib2_file_of_an_hour_finds_that_hour_first(world, tmp_path):
 
 
 def test_a_search_keeps_to_its_filters(world):
-    from wxembed.api import search_similar
+    from wxembed.analysis import search_similar
 
     found = search_similar(
         world["index"],
@@ -137,12 +138,15 @@ def test_a_search_keeps_to_its_filters(world):
 def test_clustering_recovers_the_generator_regimes_better_than_chance(world, tmp_path):
     from sklearn.metrics import adjusted_rand_score
 
-    from wxembed.api import cluster_index
+    from wxembed.analysis import cluster_index
 
     m = world["archive"].manifest()
     regimes = m.loc[m.status == "stored", "regime"].to_numpy()
     k = len(set(regimes))
-    report = cluster_index(world["index"], k=k, png_dir=tmp_path / "c")
+    from wxembed.figures.plot import save_cluster_pngs
+
+    report = cluster_index(world["index"], k=k, decode=True)
+    report["pictures"] = save_cluster_pngs(tmp_path / "c", report)
     ari = report["adjusted_rand_index"]  # against the archive recorded in the index
     with EmbeddingIndex(world["index"], read_only=True) as ix:
         labels = ix.clusters(k=k).cluster.to_numpy()  # stored, in time order
@@ -161,9 +165,9 @@ def test_clustering_recovers_the_generator_regimes_better_than_chance(world, tmp
 def test_interpolated_midpoints_are_scored_against_the_real_hour_and_the_pixel_average(
     world, record_property
 ):
-    from wxembed.analysis import load_embedding_model
-    from wxembed.api import interpolation_skill
-    from wxembed.metrics import score
+    from wxembed.analysis import interpolation_skill
+    from wxembed.model.encoder import load_embedding_model
+    from wxembed.evaluation.metrics import score
 
     report = interpolation_skill(world["archive"], world["ckpt"], gap_hours=2)
     s = report["scores"]
@@ -196,7 +200,8 @@ def test_interpolated_midpoints_are_scored_against_the_real_hour_and_the_pixel_a
 
 
 def test_one_interpolation_names_the_real_hour_and_draws_it(world, tmp_path):
-    from wxembed.api import interpolate_hours
+    from wxembed.analysis import interpolate_hours
+    from wxembed.figures.plot import save_interpolation_png
 
     r = interpolate_hours(
         world["archive"].path,
@@ -204,9 +209,11 @@ def test_one_interpolation_names_the_real_hour_and_draws_it(world, tmp_path):
         "2024-06-02T10",
         "2024-06-02T14",
         weight=0.25,
-        png=tmp_path / "i.png",
+        keep_fields=True,
     )
     assert r["truth_time"] == "2024-06-02 11:00:00Z"
+    np.testing.assert_array_equal(r["fields"]["truth"], world["archive"].read_dbz(r["truth_time"]))
+    save_interpolation_png(tmp_path / "i.png", r, GRID)
     assert (tmp_path / "i.png").stat().st_size > 0
     with pytest.raises(ArchiveError, match="2024-06-08 00:00:00Z is not stored; nearest stored: "):
         interpolate_hours(world["archive"], world["ckpt"], "2024-06-08T00", "2024-06-10T00")
@@ -215,7 +222,7 @@ def test_one_interpolation_names_the_real_hour_and_draws_it(world, tmp_path):
 def test_encode_and_decode_round_trip_through_json_npy_netcdf_grib2_and_png(world, tmp_path):
     import xarray as xr
 
-    from wxembed.api import decode_embedding, encode_field, load_embedding
+    from wxembed.analysis import decode_embedding, encode_field, load_embedding
     from wxembed.sources.grib import decode_refc
 
     t = "2024-06-03T06"
@@ -257,7 +264,7 @@ def test_encode_and_decode_round_trip_through_json_npy_netcdf_grib2_and_png(worl
     ],
 )
 def test_a_malformed_embedding_file_is_a_clear_error(world, tmp_path, content, message):
-    from wxembed.api import decode_embedding, search_similar
+    from wxembed.analysis import decode_embedding, search_similar
 
     path = tmp_path / "bad.json"
     path.write_bytes(content)
@@ -268,7 +275,7 @@ def test_a_malformed_embedding_file_is_a_clear_error(world, tmp_path, content, m
 
 
 def test_embeddings_and_fields_that_do_not_fit_the_model_are_refused(world, tmp_path):
-    from wxembed.api import Embedding, decode_embedding, encode_field, search_similar
+    from wxembed.analysis import Embedding, decode_embedding, encode_field, search_similar
 
     with pytest.raises(EmbeddingError, match=r"shape \(1, 10, 10\) does not fit model"):
         encode_field(np.zeros((10, 10)), checkpoint=world["ckpt"])

@@ -5,7 +5,8 @@ import pytest
 from conftest import storm_field
 
 from wxembed.archive import Archive
-from wxembed.baselines import ClimatologyBaseline, PCABaseline, normalise_dbz
+from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
+from wxembed.reflectivity import dbz_to_unit as normalise_dbz
 
 
 def low_rank_normalised(n=40, shape=(12, 16), rank=5, seed=0):

@@ -21,7 +21,7 @@ from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
 from wxembed.grid import HRRR_CONUS
 from wxembed.index import EmbeddingIndex
-from wxembed.train import CheckpointError
+from wxembed.errors import CheckpointError
 
 GRID = HRRR_CONUS.coarsen(16)  # 66 x 112
 HP = {
@@ -36,7 +36,7 @@ HOURS = 12
 
 def untrained_checkpoint(path: Path, grid=GRID, seed: int = 0, **hparams) -> Path:
     """A checkpoint of a fresh fast network, in the layout training writes."""
-    from wxembed.model.lit import AutoencoderModule
+    from wxembed.model.task import AutoencoderModule
 
     torch.manual_seed(seed)
     module = AutoencoderModule("fast", grid.shape, {**HP, **hparams}, grid_json=grid.to_json())
@@ -80,7 +80,7 @@ def _embed(setup, index: Path, ckpt=None, **kw) -> dict:
 
 
 def test_embedding_an_archive_writes_every_stored_hour_to_parquet_and_the_index(setup, tmp_path):
-    from wxembed.analysis import load_embedding_model
+    from wxembed.model.encoder import load_embedding_model
 
     report = _embed(setup, tmp_path / "i.duckdb")
     archive = setup["archive"]
@@ -154,7 +154,7 @@ def test_an_archive_without_stored_hours_is_refused(setup, tmp_path):
 
 @pytest.fixture
 def cli():
-    from wxembed.cli_embed import register
+    from wxembed.cli.embeddings import register
 
     app = typer.Typer()
     register(app)

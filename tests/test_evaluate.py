@@ -9,12 +9,14 @@ from conftest import storm_field
 
 from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
-from wxembed.evaluate import compare, evaluate
+from wxembed.evaluation.evaluate import evaluate
+from wxembed.evaluation.metrics import beats
+from wxembed.figures.report import write_report
 from wxembed.grid import HRRR_CONUS
 from wxembed.pipelines.ingest import ingest_synthetic
-from wxembed.report import write_report
 from wxembed.sources.synthetic import SynthConfig
-from wxembed.train import CheckpointError, TrainConfig, train
+from wxembed.errors import CheckpointError
+from wxembed.train import TrainConfig, train
 
 GRID = HRRR_CONUS.coarsen(8)
 
@@ -60,7 +62,7 @@ def test_evaluation_scores_the_autoencoder_and_both_baselines_on_the_held_out_ho
 def test_comparison_knows_which_metrics_are_better_when_lower():
     scores = {"a": {"mse": 1.0, "csi_35": 0.2, "far_35": 0.1, "n_hours": 3},
               "b": {"mse": 2.0, "csi_35": 0.3, "far_35": 0.2, "n_hours": 3}}  # fmt: skip
-    assert compare(scores, "a", "b") == {"mse": True, "csi_35": False, "far_35": True}
+    assert beats(scores, "a", "b") == {"mse": True, "csi_35": False, "far_35": True}
 
 
 def test_an_archive_too_short_for_a_held_out_split_is_refused_before_scoring(trained, tmp_path):
@@ -79,7 +81,7 @@ def test_a_checkpoint_on_another_grid_is_refused_before_scoring(trained, tmp_pat
 
 
 def test_the_report_is_one_self_contained_html_file(trained, tmp_path):
-    from wxembed.plot import save_field_png
+    from wxembed.figures.plot import save_field_png
 
     root, archive, ckpt = trained
     result = evaluate(ckpt, archive.path)

@@ -26,8 +26,9 @@ from conftest import storm_field
 
 from wxembed.archive import Archive
 from wxembed.errors import MissingHour, SourceError
-from wxembed.fetch import FetchConfig, FetchStats, fetch_hour, fetch_hours, http_get
 from wxembed.grid import HRRR_CONUS
+from wxembed.pipelines.fetch import fetch_hours
+from wxembed.sources.http import FetchConfig, FetchStats, fetch_hour, http_get
 from wxembed.sources.grib import REFC_PARAM, GribParam, decode_refc, encode_message
 from wxembed.sources.hrrr import (
     MIRRORS,
@@ -398,7 +399,7 @@ def test_a_fetch_killed_part_way_fetches_only_what_is_not_stored_when_run_again(
     files = {h: write_hour(server.root / "good", h)[0] for h in hours}
     target = tmp_path / "a.zarr"
     server.hold_after = 3  # serve three hours, then hold every request until killed
-    script = ("import pyproj; from wxembed.fetch import fetch_hours; from wxembed.grid import HRRR_CONUS; "
+    script = ("import pyproj; from wxembed.pipelines.fetch import fetch_hours; from wxembed.grid import HRRR_CONUS; "
               f"fetch_hours('{START}', '{_hour(8)}', {str(target)!r}, base_url='{server.url}/good', "
               "grid=HRRR_CONUS.coarsen(8), workers=1, progress=False)")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,

@@ -7,13 +7,9 @@ import pandas as pd
 import pytest
 
 from wxembed.grid import HRRR_CONUS
-from wxembed.index import (
-    EmbeddingError,
-    EmbeddingIndex,
-    EmbeddingIndexError,
-    ModelInfo,
-    model_id_for,
-)
+from wxembed.errors import EmbeddingError, EmbeddingIndexError
+from wxembed.index import EmbeddingIndex
+from wxembed.model.checkpoint import ModelInfo, model_id_for
 
 D = 8
 START = np.datetime64("2024-01-01T00", "s")

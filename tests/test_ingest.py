@@ -15,7 +15,8 @@ from conftest import storm_field
 from wxembed.archive import Archive
 from wxembed.grid import HRRR_CONUS
 from wxembed.pipelines import pipeline_options
-from wxembed.pipelines.ingest import expand_inputs, ingest_files, time_from_path
+from wxembed.pipelines.ingest import expand_inputs, ingest_files
+from wxembed.sources.formats import time_from_path
 from wxembed.sources.grib import decode_refc, write_refc_file
 from wxembed.sources.hrrr import path_for_valid_time
 

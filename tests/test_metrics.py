@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from wxembed.metrics import Verification, score, window_pixels
+from wxembed.evaluation.metrics import Verification, score, window_pixels
 
 WINDOWS = (1.0, 5.0, 21.0, 61.0)  # km; with cell_km=1 these are the window sizes in pixels
 

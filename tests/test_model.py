@@ -12,7 +12,6 @@ from wxembed.grid import HRRR_CONUS
 from wxembed.model import (
     FastAutoencoder,
     FastConfig,
-    ModelError,
     SeedAutoencoder,
     SeedConfig,
     build_model,
@@ -21,7 +20,9 @@ from wxembed.model import (
     normalise_raw,
     weighted_logcosh,
 )
-from wxembed.model.common import centre_crop_box, logcosh_csi, soft_csi_loss
+from wxembed.errors import ModelError
+from wxembed.model.common import centre_crop_box
+from wxembed.model.losses import logcosh_csi, soft_csi_loss
 
 HRRR = HRRR_CONUS.shape  # (1059, 1799)
 COARSE8 = HRRR_CONUS.coarsen(8).shape  # (132, 224)
@@ -266,7 +267,7 @@ def test_soft_csi_loss_pushes_a_missed_core_up_and_a_false_alarm_down():
 
 
 def test_cosine_schedule_warms_up_peaks_and_ends_at_zero():
-    from wxembed.model.common import WARMUP, scheduled_lr
+    from wxembed.model.losses import WARMUP, scheduled_lr
 
     assert scheduled_lr("constant", 1e-3, 0.7) == 1e-3
     lrs = [scheduled_lr("cosine", 1e-3, i / 100) for i in range(101)]

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wxembed.grid import HRRR_CONUS, Grid
-from wxembed.outlines import (
+from wxembed.figures.outlines import (
     DATA_DIR,
     KINDS,
     build_outlines,
@@ -20,6 +19,7 @@ from wxembed.outlines import (
     save_outlines,
     simplify_polyline,
 )
+from wxembed.grid import HRRR_CONUS, Grid
 
 REPO = Path(__file__).resolve().parents[1]
 NATURALEARTH = REPO.parent / "shared" / "data" / "naturalearth"

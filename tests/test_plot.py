@@ -6,13 +6,13 @@ from matplotlib.colors import to_rgba
 from matplotlib.image import imread
 
 from wxembed.errors import GridError
-from wxembed.grid import HRRR_CONUS, Grid
-from wxembed.plot import (
+from wxembed.figures.plot import (
     NO_DATA_COLOR,
     nws_reflectivity_cmap,
     save_comparison_png,
     save_field_png,
 )
+from wxembed.grid import HRRR_CONUS, Grid
 
 RED = to_rgba("#fd0000")[:3]
 GREY = to_rgba(NO_DATA_COLOR)[:3]

@@ -14,15 +14,9 @@ from conftest import storm_field
 from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
 from wxembed.grid import HRRR_CONUS
-from wxembed.model import ModelError
-from wxembed.train import (
-    CheckpointError,
-    TrainConfig,
-    check_grid,
-    load_checkpoint,
-    load_model,
-    train,
-)
+from wxembed.errors import CheckpointError, ModelError
+from wxembed.model.checkpoint import check_grid, load_checkpoint, load_model
+from wxembed.train import TrainConfig, train
 
 GRID = HRRR_CONUS.coarsen(8)  # 132 x 224
 SEED_HP = {"num_layers": 3, "pool_size": 2, "num_filters": 3, "num_dense": 50}
@@ -43,7 +37,8 @@ def _config(archive, out, **kw):
 
 
 def test_a_short_training_run_lowers_the_validation_loss(archive, tmp_path):
-    from wxembed.model.common import logcosh, normalise_raw
+    from wxembed.model.common import normalise_raw
+    from wxembed.model.losses import logcosh
 
     report = train(_config(archive, tmp_path / "m", arch="fast", hparams={}, num_steps=40))
     assert report["global_step"] == 40

@@ -30,60 +30,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
+from zarr.codecs import ZstdCodec
 
+from wxembed import __version__
 from wxembed.errors import ArchiveError, GridError
 from wxembed.grid import Grid
+from wxembed.reflectivity import ADD_OFFSET, NODATA, SCALE_FACTOR, decode_raw, encode_dbz
 from wxembed.sources import DecodedField
+from wxembed.times import as_time, format_time, from_seconds, to_seconds
 
 log = logging.getLogger(__name__)
-
-SCALE_FACTOR = 0.5
-"""dBZ per raw step."""
-ADD_OFFSET = -32.0
-"""dBZ of raw 0; also the value stored for 'no echo' and for missing points inside a field."""
-NODATA = 255
-"""Raw value for 'no data' (outside radar coverage); decodes to NaN."""
-MAX_DBZ = ADD_OFFSET + SCALE_FACTOR * (NODATA - 1)  # 95.0, the largest storable value
 
 PENDING, STORED, MISSING, FAILED = 0, 1, 2, 3
 STATUS_NAMES = ("pending", "stored", "missing", "failed")
 
 _MANIFEST_VARS = ("status", "reason", "missing_values", "source", "regime")
-_EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
-
-
-def encode_dbz(dbz: np.ndarray) -> np.ndarray:
-    """dBZ (float, NaN = no data) to the archive's uint8 code, rounding to 0.5 dBZ and clipping."""
-    dbz = np.asarray(dbz, dtype=np.float32)
-    raw = np.rint((np.clip(dbz, ADD_OFFSET, MAX_DBZ) - ADD_OFFSET) / SCALE_FACTOR)
-    raw = np.where(np.isnan(dbz), NODATA, raw)
-    return raw.astype(np.uint8)
-
-
-def decode_raw(raw: np.ndarray) -> np.ndarray:
-    """The archive's uint8 code back to dBZ (float32, NaN = no data)."""
-    raw = np.asarray(raw)
-    dbz = raw.astype(np.float32) * SCALE_FACTOR + ADD_OFFSET
-    dbz[raw == NODATA] = np.nan
-    return dbz
-
-
-def to_seconds(times) -> np.ndarray:
-    """Anything numpy/pandas reads as times -> int64 seconds since 1970 (UTC)."""
-    t = pd.to_datetime(np.atleast_1d(np.asarray(times)), utc=True).tz_localize(None)
-    return ((t.values.astype("datetime64[s]") - _EPOCH) // np.timedelta64(1, "s")).astype(np.int64)
-
-
-def from_seconds(seconds: np.ndarray) -> np.ndarray:
-    return _EPOCH + np.asarray(seconds, dtype=np.int64).astype("timedelta64[s]")
-
-
-def _as_s(t) -> np.datetime64:
-    return from_seconds(to_seconds(t))[0]
-
-
-def format_time(t) -> str:
-    return str(_as_s(t)).replace("T", " ") + "Z"
 
 
 @dataclass(frozen=True)
@@ -101,8 +63,6 @@ class Archive:
     """A Zarr v3 archive of radar images on one grid (see the module docstring for the layout)."""
 
     def __init__(self, path: str | Path):
-        import zarr
-
         self.path = Path(path)
         if not (self.path / "zarr.json").exists():
             raise ArchiveError(f"{self.path}: no archive here (no zarr.json); create one first")
@@ -128,8 +88,8 @@ class Archive:
     ) -> Archive:
         """Create an empty archive on ``grid``; with ``exist_ok``, open one that is already there
         (it must be on the same grid)."""
-        import zarr
-        from zarr.codecs import ZstdCodec
+
+
 
         path = Path(path)
         if (path / "zarr.json").exists():
@@ -143,8 +103,6 @@ class Archive:
             return archive
         if path.exists() and any(path.iterdir()):
             raise ArchiveError(f"{path}: exists and is not an empty folder or an archive")
-
-        from wxembed import __version__
 
         path.parent.mkdir(parents=True, exist_ok=True)
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
@@ -325,14 +283,14 @@ class Archive:
         g = self._group
         if not overwrite and int(g["status"][slot]) == STORED:
             log.debug("%s already stored in %s; left as it is", format_time(field.time), self.path)
-            return HourRecord(_as_s(field.time), "stored", "already stored", field.source)
+            return HourRecord(as_time(field.time), "stored", "already stored", field.source)
         g["reflectivity"][slot] = encode_dbz(field.dbz)  # the image first ...
         g["missing_values"][slot] = int(field.missing_values)
         g["source"][slot] = field.source
         g["regime"][slot] = field.labels.get("regime", "")
         g["reason"][slot] = ""
         g["status"][slot] = STORED  # ... then the status that commits it
-        return HourRecord(_as_s(field.time), "stored", "", field.source, int(field.missing_values))
+        return HourRecord(as_time(field.time), "stored", "", field.source, int(field.missing_values))
 
     def record(self, time, status: str, reason: str, source: str = "") -> HourRecord:
         """Record an hour that could not be stored (``missing`` or ``failed``) with its reason.
@@ -345,11 +303,11 @@ class Archive:
         g = self._group
         if int(g["status"][slot]) == STORED:
             log.warning("%s is stored; not marking it %s (%s)", format_time(time), status, reason)
-            return HourRecord(_as_s(time), "stored", "already stored", source)
+            return HourRecord(as_time(time), "stored", "already stored", source)
         g["reason"][slot] = reason
         g["source"][slot] = source
         g["status"][slot] = STATUS_NAMES.index(status)
-        return HourRecord(_as_s(time), status, reason, source)
+        return HourRecord(as_time(time), status, reason, source)
 
     # ---- reading -----------------------------------------------------------------------------
     def _slots_of(self, times) -> np.ndarray:

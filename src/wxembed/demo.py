@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wxembed.archive import Archive, encode_dbz, format_time
+from wxembed.archive import Archive
+from wxembed.reflectivity import encode_dbz
+from wxembed.times import format_time
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +39,13 @@ def run_demo(
     clusters: int = 5,
 ) -> dict:
     """Run the whole chain in ``out``; return where everything is and the headline figures."""
-    from wxembed.api import (
-        cluster_index,
-        embed_archive,
-        interpolate_hours,
-        plot_matches,
-        search_similar,
-    )
+    from wxembed.analysis import cluster_index, interpolate_hours, search_similar
+    from wxembed.figures.plot import plot_matches, save_cluster_pngs, save_interpolation_png
+    from wxembed.pipelines.embed import embed_archive
+    from wxembed.figures.plot import save_field_png
+    from wxembed.figures.report import build_report, check_writable
     from wxembed.grid import HRRR_CONUS
     from wxembed.pipelines.ingest import describe_report, ingest_synthetic
-    from wxembed.plot import save_field_png
-    from wxembed.report import build_report, check_writable
     from wxembed.sources.synthetic import SynthConfig
     from wxembed.train import TrainConfig, train
 
@@ -101,8 +99,9 @@ def run_demo(
 
     t0 = _stage(5, f"clustering the embeddings into {clusters} weather regimes")
     clustered = cluster_index(
-        index_path, k=clusters, archive=archive_path, checkpoint=ckpt, png_dir=out / "clusters"
+        index_path, k=clusters, archive=archive_path, checkpoint=ckpt, decode=True
     )
+    clustered["pictures"] = save_cluster_pngs(out / "clusters", clustered)
     result["clusters"] = {k: clustered.get(k) for k in ("k", "sizes", "adjusted_rand_index")}
     for c, path in enumerate(clustered.get("pictures", [])):
         figures.append((f"Cluster {c}: its centroid decoded into an image", path))
@@ -110,14 +109,15 @@ def run_demo(
 
     t0 = _stage(6, "interpolating between two hours in embedding space")
     a, b = times[len(times) // 2], times[len(times) // 2 + 2]
-    interp = interpolate_hours(archive, ckpt, a, b, png=out / "interpolation.png")
+    interp = interpolate_hours(archive, ckpt, a, b, keep_fields=True)
+    save_interpolation_png(out / "interpolation.png", interp, grid)
     figures.append((f"Midpoint of {format_time(a)} and {format_time(b)}: truth, decoded midpoint, pixel average",
                     out / "interpolation.png"))  # fmt: skip
     result["interpolation"] = {k: interp[k] for k in ("truth_time", "winner")}
     seconds["interpolate"] = time.perf_counter() - t0
 
     t0 = _stage(7, "evaluating against PCA with as many numbers and climatology")
-    from wxembed.evaluate import evaluate
+    from wxembed.evaluation.evaluate import evaluate
 
     evaluation = evaluate(ckpt, archive_path, keep=2)
     (out / "evaluation.json").write_text(json.dumps({k: v for k, v in evaluation.items() if k != "examples"},

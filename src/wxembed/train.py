@@ -15,24 +15,24 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from wxembed.archive import Archive
-from wxembed.errors import ArchiveError, WxembedError
+from wxembed.errors import ArchiveError, CheckpointError
 from wxembed.grid import Grid
+from wxembed.model.checkpoint import check_grid, load_checkpoint
+from wxembed.model.task import AutoencoderModule
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(WxembedError):
-    """A checkpoint is missing, corrupt, unsafe, or does not fit the data it is used with."""
 
 
 @dataclass(frozen=True)
@@ -136,73 +136,9 @@ def _dataset(archive: Archive, times: np.ndarray, limit_gb: float) -> Dataset:
     return ArchiveHours(archive.path, times)
 
 
-# ---- checkpoints -----------------------------------------------------------------------------
-def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint's contents, loaded safely: tensors and plain values only, no code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "global" not in text.lower():  # a damaged file, not a disallowed object
-            raise CheckpointError(
-                f"{path}: not a readable checkpoint (damaged or not a torch file)"
-            ) from None
-        detail = next((line for line in text.splitlines() if "global" in line.lower()), "")
-        raise CheckpointError(
-            f"{path}: refused: the file holds objects other than tensors and plain values "
-            f"(loading it could run code): {detail.strip()}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise CheckpointError(
-            f"{path}: not a wxembed checkpoint (no state_dict / hyper_parameters)"
-        )
-    return ckpt
-
-
-def load_model(path: str | Path):
-    """Rebuild the trained LightningModule from a checkpoint alone, in eval mode.
-
-    Returns ``(module, grid)``.
-    """
-    from wxembed.model.lit import AutoencoderModule
-
-    ckpt = load_checkpoint(path)
-    hp = dict(ckpt["hyper_parameters"])
-    try:
-        grid = Grid.from_json(hp["grid_json"])
-        module = AutoencoderModule(**{**hp, "channels_last": False})
-        module.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, RuntimeError, WxembedError) as exc:
-        raise CheckpointError(
-            f"{path}: cannot rebuild the model ({type(exc).__name__}: {exc})"
-        ) from None
-    return module.eval(), grid
-
-
-def check_grid(checkpoint_grid: Grid, archive: Archive, what: str) -> None:
-    if not checkpoint_grid.same_as(archive.grid):
-        raise CheckpointError(
-            f"{what} was trained on grid {checkpoint_grid.describe()}, but archive {archive.path} "
-            f"is on {archive.grid.describe()}"
-        )
-
-
 # ---- training --------------------------------------------------------------------------------
 def train(config: TrainConfig) -> dict:
     """Train; return a report (steps, losses, checkpoint paths, images/s)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    from wxembed.model.lit import AutoencoderModule
-
     archive = Archive(config.archive)
     out = Path(config.out)
     ckpt_dir = out / "checkpoints"

@@ -18,10 +18,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+import optuna
 import torch
 
 from wxembed.archive import Archive
-from wxembed.errors import ArchiveError
+from wxembed.errors import ArchiveError, ModelError
+from wxembed.model import build_model
+from wxembed.model.common import count_parameters, normalise_raw
+from wxembed.model.losses import logcosh
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,6 @@ class TuneConfig:
 
 
 def _batch(archive: Archive, n: int) -> torch.Tensor:
-    from wxembed.model import normalise_raw
 
     times = archive.stored_times()
     if len(times) == 0:
@@ -97,7 +100,6 @@ def overfit(
     model: torch.nn.Module, batch: torch.Tensor, steps: int, lr: float
 ) -> tuple[float, float]:
     """Train ``model`` on ``batch`` for ``steps`` Adam steps; return (loss before, loss after)."""
-    from wxembed.model import logcosh
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     with torch.no_grad():
@@ -113,9 +115,7 @@ def overfit(
 
 
 def _objective(config: TuneConfig, batch: torch.Tensor, in_shape: tuple[int, int]):
-    import optuna
 
-    from wxembed.model import ModelError, build_model, count_parameters
 
     def objective(trial: optuna.Trial) -> float:
         hp = _suggest(trial, config)
@@ -144,7 +144,6 @@ def _objective(config: TuneConfig, batch: torch.Tensor, in_shape: tuple[int, int
 
 def tune(config: TuneConfig, *, progress: bool = True) -> dict:
     """Run (or resume) the search; return the study's summary and the smallest learning candidate."""
-    import optuna
 
     archive = Archive(config.archive)
     batch = _batch(archive, config.n_images)
@@ -173,7 +172,6 @@ def tune(config: TuneConfig, *, progress: bool = True) -> dict:
 
 
 def summarise(study) -> dict:
-    import optuna
 
     trials = []
     for t in study.trials:

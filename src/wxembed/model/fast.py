@@ -30,8 +30,8 @@ from dataclasses import dataclass, fields
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wxembed.errors import ModelError
 from wxembed.model.common import (
-    ModelError,
     StraightThroughClamp,
     check_in_shape,
     check_input,
@@ -135,6 +135,7 @@ class FastAutoencoder(nn.Module):
     """
 
     arch = "fast"
+    config_class = FastConfig
 
     def __init__(
         self, in_shape: tuple[int, int], config: FastConfig | None = None, **hparams: object

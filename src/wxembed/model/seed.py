@@ -27,8 +27,8 @@ from dataclasses import dataclass, fields
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wxembed.errors import ModelError
 from wxembed.model.common import (
-    ModelError,
     centre_crop_box,
     check_in_shape,
     check_input,
@@ -97,6 +97,7 @@ class SeedAutoencoder(nn.Module):
     """
 
     arch = "seed"
+    config_class = SeedConfig
 
     def __init__(self, in_shape: tuple[int, int], config: SeedConfig | None = None, **hparams: int):
         super().__init__()

@@ -14,30 +14,27 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import re
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
 
+import apache_beam as beam
 import numpy as np
 
-from wxembed.archive import Archive, HourRecord, format_time, to_seconds
+from wxembed.archive import Archive, HourRecord
 from wxembed.errors import GridError, MissingHour, SourceError, WxembedError
 from wxembed.grid import Grid
 from wxembed.pipelines import pipeline_options
+from wxembed.pipelines.progress import Ledger, progress_bar, temporary_ledger
 from wxembed.sources import DecodedField
 from wxembed.sources import hrrr as hrrr_layout
+from wxembed.sources.formats import INPUT_PATTERNS, KINDS, READERS, Reader, kind_of, time_from_path
+from wxembed.sources.synthetic import SynthConfig, render_hour
+from wxembed.times import format_time, hour_range, to_seconds
 
 log = logging.getLogger(__name__)
-
-Reader = Callable[[str], DecodedField]
-"""Turns a task key (a path, or a time for synthetic data) into a decoded field."""
-
-KINDS = ("auto", "hrrr", "mrms", "fmi")
 
 
 @dataclass(frozen=True)
@@ -68,59 +65,6 @@ class IngestReport:
         return [r for r in self.records if r["status"] in ("missing", "failed")]
 
 
-# ---- readers -------------------------------------------------------------------------------
-def read_hrrr(path: str) -> DecodedField:
-    from wxembed.sources.grib import decode_refc
-
-    field_ = decode_refc(path)
-    expected = hrrr_layout.valid_time_from_path(path)
-    if expected is not None and expected != field_.time:
-        raise SourceError(f"{path}: REFC is valid at {format_time(field_.time)}, but the path says "
-                          f"{format_time(expected)}")  # fmt: skip
-    return field_
-
-
-def read_mrms(path: str) -> DecodedField:
-    from wxembed.sources.mrms import read_mrms as _read
-
-    return _read(path)
-
-
-def read_fmi(path: str) -> DecodedField:
-    from wxembed.sources.fmi import read_fmi as _read
-
-    return _read(path)
-
-
-def kind_of(path: str | Path) -> str:
-    name = Path(path).name
-    if name.endswith((".pgm", ".pgm.gz")):
-        return "fmi"
-    if "mrms" in name.lower() or "MergedReflectivity" in name:
-        return "mrms"
-    return "hrrr"
-
-
-READERS: dict[str, Reader] = {"hrrr": read_hrrr, "mrms": read_mrms, "fmi": read_fmi}
-
-_NAME_TIME_RE = re.compile(r"(\d{8})[-_]?(\d{4})(\d{2})?(?!\d)")
-
-
-def time_from_path(path: str | Path) -> np.datetime64 | None:
-    """Valid time from a file's path: the NOAA HRRR layout, or a YYYYMMDD[-_]HHMM[SS] in its name."""
-    t = hrrr_layout.valid_time_from_path(path)
-    if t is not None:
-        return t
-    m = _NAME_TIME_RE.search(Path(path).name)
-    if not m:
-        return None
-    d, hm, s = m.group(1), m.group(2), m.group(3) or "00"
-    try:
-        return np.datetime64(f"{d[:4]}-{d[4:6]}-{d[6:]}T{hm[:2]}:{hm[2:]}:{s}", "s")
-    except ValueError:
-        return None
-
-
 def expand_inputs(inputs: Sequence[str | Path] | str | Path, *, fxx: int | None = 0) -> list[Path]:
     """Files from a folder in the NOAA layout (or holding radar files), globs, or plain paths."""
     if isinstance(inputs, str | Path):
@@ -131,11 +75,7 @@ def expand_inputs(inputs: Sequence[str | Path] | str | Path, *, fxx: int | None 
         if p.is_dir():
             found = hrrr_layout.find_layout_files(p, fxx)
             if not found:
-                found = sorted(
-                    q
-                    for pat in ("**/*.grib2", "**/*.grib2.gz", "**/*.pgm", "**/*.pgm.gz")
-                    for q in p.glob(pat)
-                )
+                found = sorted(q for pat in INPUT_PATTERNS for q in p.glob(pat))
             if not found:
                 raise SourceError(f"{p}: no GRIB2 or PGM files found in this folder")
             files += found
@@ -179,7 +119,7 @@ def store_hour(task: Task, reader: Reader, archive_path: str, ledger: str | None
     if rec.status != "stored":
         log.warning("%s", rec.reason)
     if ledger:
-        _append_ledger(ledger, rec.status)
+        Ledger(ledger).append("hour", rec.status)
     return {
         "time": None if rec.time is None else str(rec.time),
         "status": rec.status,
@@ -187,19 +127,6 @@ def store_hour(task: Task, reader: Reader, archive_path: str, ledger: str | None
         "source": rec.source,
         "missing_values": rec.missing_values,
     }
-
-
-def _append_ledger(ledger: str, status: str) -> None:
-    """One line per finished hour, for the progress bar (a local file; best effort)."""
-    try:
-        with open(Path(ledger) / f"hours-{os.getpid()}.tsv", "a") as fh:
-            fh.write(f"{status}\n")
-    except OSError:  # a worker on another machine: no progress bar, nothing else lost
-        pass
-
-
-def _count_ledger(ledger: str) -> int:
-    return sum(len(p.read_text().splitlines()) for p in Path(ledger).glob("hours-*.tsv"))
 
 
 def _record(archive: Archive, time, status: str, reason: str, source: str) -> HourRecord:
@@ -218,10 +145,14 @@ def run_tasks(
     workers: int = 2,
     progress: bool = True,
     label: str = "ingest",
+    ledger: Ledger | None = None,
+    postfix: Callable[[list[list[str]], float], str] | None = None,
 ) -> IngestReport:
-    """Run ``tasks`` through the Beam pipeline into ``archive``; skip hours already stored."""
-    import apache_beam as beam
+    """Run ``tasks`` through the Beam pipeline into ``archive``; skip hours already stored.
 
+    With ``progress``, a bar counts the hours the workers finish (in ``ledger``, or a
+    temporary one); ``postfix`` adds a note to it (see :func:`~wxembed.pipelines.progress.progress_bar`).
+    """
     stored = set(to_seconds(archive.stored_times()).tolist())
     todo = [t for t in tasks if t.time is None or int(to_seconds(t.time)[0]) not in stored]
     report = IngestReport(archive=archive.path, skipped=len(tasks) - len(todo))
@@ -231,52 +162,34 @@ def run_tasks(
         return report
     # Give known hours their slots up front, in time order; others get one when decoded.
     archive.allocate([t.time for t in todo if t.time is not None])
-    with tempfile.TemporaryDirectory(prefix="wxembed-ingest-") as tmp:
+    with temporary_ledger() as own, tempfile.TemporaryDirectory(prefix="wxembed-ingest-") as tmp:
+        ledger = ledger or own
         out = str(Path(tmp) / "records")
-        ledger = Path(tmp) / "ledger"
-        ledger.mkdir()
-        stop = threading.Event()
-        watcher = threading.Thread(
-            target=_show_progress, args=(str(ledger), len(todo), stop, label), daemon=True
+        store = functools.partial(
+            store_hour,
+            reader=reader,
+            archive_path=str(archive.path),
+            ledger=ledger.folder if progress else None,
         )
-        if progress:
-            watcher.start()
-        try:
-            with beam.Pipeline(
-                options=pipeline_options(beam_args, workers=min(workers, len(todo)))
-            ) as root:
+        options = pipeline_options(beam_args, workers=min(workers, len(todo)))
+        with progress_bar(ledger if progress else None, len(todo), label, postfix=postfix, count=_hours_done):
+            with beam.Pipeline(options=options) as root:
                 _ = (
                     root
                     | "Hours" >> beam.Create(todo)
                     | "Spread" >> beam.Reshuffle()
-                    | "Store" >> beam.Map(store_hour, reader=reader, archive_path=str(archive.path),
-                                          ledger=str(ledger) if progress else None)
+                    | "Store" >> beam.Map(store)
                     | "AsJson" >> beam.Map(json.dumps)
                     | "Report" >> beam.io.WriteToText(out, file_name_suffix=".jsonl")
-                )  # fmt: skip
-        finally:
-            stop.set()
-            if progress:
-                watcher.join()
+                )
         for part in sorted(Path(tmp).glob("records*.jsonl")):
             report.records += [json.loads(line) for line in part.read_text().splitlines() if line]
     report.records.sort(key=lambda r: (r["time"] is None, r["time"] or "", r["source"]))
     return report
 
 
-def _show_progress(ledger: str, total: int, stop: threading.Event, label: str) -> None:
-    """A progress bar fed by the workers' ledger of finished hours."""
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc=label, unit="h") as bar:
-        while True:
-            done_now = stop.wait(0.5)
-            try:
-                bar.update(min(_count_ledger(ledger), total) - bar.n)
-            except OSError:
-                continue
-            if done_now:
-                break
+def _hours_done(rows: list[list[str]]) -> int:
+    return sum(1 for r in rows if r[0] == "hour")
 
 
 def ingest_files(
@@ -332,15 +245,13 @@ def _open_or_create(archive_path: str | Path, files: Sequence[Path], reader: Rea
     )
 
 
-def synth_reader(config) -> Reader:
+def synth_reader(config: SynthConfig) -> Reader:
     """A reader that renders the synthetic generator's hour for a task key (an ISO time)."""
-    from wxembed.sources.synthetic import render_hour
-
-    return functools.partial(_render, config=config, render=render_hour)
+    return functools.partial(_render, config=config)
 
 
-def _render(key: str, *, config, render) -> DecodedField:
-    return render(config, np.datetime64(key, "s"))
+def _render(key: str, *, config: SynthConfig) -> DecodedField:
+    return render_hour(config, np.datetime64(key, "s"))
 
 
 def ingest_synthetic(
@@ -354,13 +265,11 @@ def ingest_synthetic(
     progress: bool = True,
 ) -> IngestReport:
     """Generate ``hours`` synthetic hours from ``start`` straight into an archive."""
-    from wxembed.sources.synthetic import synthetic_times
-
     archive = Archive.create(
         archive_path, config.grid, exist_ok=True, title="Synthetic composite reflectivity (wxembed)",
         source=f"wxembed synthetic storm generator, seed {config.seed}",
     )  # fmt: skip
-    times = synthetic_times(start, hours)
+    times = hour_range(start, hours)
     tasks = [Task(key=str(t), time=str(t)) for t in times]
     return run_tasks(tasks, synth_reader(config), archive, beam_args=beam_args, workers=workers,
                      progress=progress, label="synth")  # fmt: skip

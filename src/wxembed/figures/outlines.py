@@ -41,7 +41,7 @@ SHAPEFILES: dict[str, str] = {
 }
 """The Natural Earth 1:10m shapefile (without extension) that each kind is read from."""
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 """Where the packaged outline files (``outlines_*.npz``) live."""
 
 SOURCE = "Natural Earth 1:10m (public domain), https://www.naturalearthdata.com"

@@ -6,7 +6,9 @@ import lightning as L
 import torch
 
 from wxembed.model import build_model
-from wxembed.model.common import LOSSES, normalise_raw, scheduled_lr
+from wxembed.model.common import normalise_raw
+from wxembed.model.losses import LOSSES, scheduled_lr
+from wxembed.reflectivity import NETWORK_MAX_DBZ
 
 
 class AutoencoderModule(L.LightningModule):
@@ -55,9 +57,7 @@ class AutoencoderModule(L.LightningModule):
         self.log(f"{stage}_loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=stage != "train",
                  batch_size=x.shape[0], sync_dist=stage != "train")  # fmt: skip
         if stage == "val":
-            mse_dbz = torch.mean(
-                ((recon.float() - x.float()) * 60.0) ** 2
-            )  # on the 0..60 dBZ scale
+            mse_dbz = torch.mean(((recon.float() - x.float()) * NETWORK_MAX_DBZ) ** 2)
             self.log("val_mse_dbz", mse_dbz, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 

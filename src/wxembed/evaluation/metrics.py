@@ -21,8 +21,8 @@ Conventions, applied to every score:
   hits / (hits + misses + false alarms) is NaN when neither has any (an all-dry case is neither
   a perfect nor a failed forecast of rain); frequency bias = (hits + false alarms) /
   (hits + misses) is NaN when the truth has no events; FSS is NaN when neither field has an event
-  anywhere in the scored hours. ``compute()`` returns these as ``float('nan')``; Python's
-  :mod:`json` writes them as ``NaN``.
+  anywhere in the scored hours. ``compute()`` returns these as ``float('nan')``; files written
+  by wxembed hold them as ``null``.
 
 Scores:
 
@@ -45,9 +45,13 @@ Scores:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter
+from skimage.metrics import structural_similarity
 
 _COUNTS = ("hits", "misses", "false_alarms", "correct_negatives")
 
@@ -135,8 +139,6 @@ class Verification:
         return self
 
     def _accumulate_hour(self, obs: np.ndarray, fct: np.ndarray) -> None:
-        from scipy.ndimage import uniform_filter
-
         valid = np.isfinite(obs) & np.isfinite(fct)
         floor = 0.0 if self.floor_dbz is None else self.floor_dbz
         obs = np.where(valid, self._floored(obs), floor)
@@ -171,8 +173,6 @@ class Verification:
             self.n_ssim += 1
 
     def _ssim(self, obs: np.ndarray, fct: np.ndarray, floor: float) -> float | None:
-        from skimage.metrics import structural_similarity
-
         side = min(obs.shape)
         if side < 3:
             return None
@@ -239,3 +239,93 @@ def score(truth: np.ndarray, forecast: np.ndarray, **kwargs) -> dict[str, float 
     """Score ``forecast`` against ``truth`` in one go; keyword arguments go to
     :class:`Verification`."""
     return Verification(**kwargs).accumulate(truth, forecast).compute()
+
+
+# ---- which way is better: the one table ------------------------------------------------------
+@dataclass(frozen=True)
+class ScoreKind:
+    """How to read one family of scores."""
+
+    prefix: str
+    """The score's name, or the start of it for a family (``csi_`` covers ``csi_35``)."""
+    label: str
+    """How a table heads it; ``{}`` is replaced by the threshold or window."""
+    better: str
+    """"lower", "higher", or "one" (frequency bias: closest to 1 is best)."""
+
+
+SCORE_KINDS = (
+    ScoreKind("mse", "MSE (dBZ²)", "lower"),
+    ScoreKind("rmse", "RMSE (dBZ)", "lower"),
+    ScoreKind("mae", "MAE (dBZ)", "lower"),
+    ScoreKind("csi_", "CSI ≥{} dBZ", "higher"),
+    ScoreKind("pod_", "POD ≥{} dBZ", "higher"),
+    ScoreKind("far_", "FAR ≥{} dBZ", "lower"),
+    ScoreKind("bias_", "frequency bias ≥{} dBZ", "one"),
+    ScoreKind("fss_", "FSS {}", "higher"),
+    ScoreKind("ssim", "SSIM", "higher"),
+    ScoreKind("recall_at_10", "search recall@10", "higher"),
+    ScoreKind("analog_fss", "analog FSS 35 dBZ, 27 km", "higher"),
+)
+"""Every score a table shows or a comparison ranks; counts (``hits_35``, ``n_hours``) are not
+scores and are absent."""
+
+HEADLINE_SCORES = ("mse", "mae", "csi_20", "csi_35", "csi_45", "fss_35_27km", "ssim")
+"""The scores a one-line summary shows."""
+
+
+def score_kind(name: str) -> ScoreKind | None:
+    """The :class:`ScoreKind` of a score's name, or None for a count or an unknown name."""
+    for kind in SCORE_KINDS:
+        if name == kind.prefix or (kind.prefix.endswith("_") and name.startswith(kind.prefix)):
+            return kind
+    return None
+
+
+def score_label(name: str) -> str:
+    """A score's table heading: ``csi_35`` -> "CSI ≥35 dBZ", ``fss_35_27km`` -> "FSS 35 dBZ, 27 km"."""
+    kind = score_kind(name)
+    if kind is None:
+        return name
+    rest = name[len(kind.prefix) :]
+    if kind.prefix == "fss_":
+        threshold, _, window = rest.partition("_")
+        rest = f"{threshold} dBZ, {window.removesuffix('km')} km"
+    return kind.label.format(rest) if "{}" in kind.label else kind.label
+
+
+def _goodness(name: str, value: float) -> float | None:
+    kind = score_kind(name)
+    if kind is None:
+        return None
+    if kind.better == "lower":
+        return -value
+    if kind.better == "one":
+        return -abs(value - 1.0)
+    return value
+
+
+def compare_scores(
+    a: Mapping[str, float], b: Mapping[str, float], names: Sequence[str] | None = None
+) -> dict[str, str]:
+    """For each score both hold (or each of ``names``): "a" or "b" (the better one), "tie", or
+    "undefined" where either is NaN or missing a value. Counts are left out."""
+    out: dict[str, str] = {}
+    for name in names if names is not None else [n for n in a if n in b]:
+        if name not in a or name not in b or score_kind(name) is None:
+            continue
+        x, y = a[name], b[name]
+        if x is None or y is None or math.isnan(float(x)) or math.isnan(float(y)):
+            out[name] = "undefined"
+            continue
+        gx, gy = _goodness(name, float(x)), _goodness(name, float(y))
+        out[name] = "a" if gx > gy else "b" if gy > gx else "tie"
+    return out
+
+
+def beats(scores: Mapping[str, Mapping[str, float]], a: str, b: str) -> dict[str, bool | None]:
+    """Per score, whether ``scores[a]`` is better than ``scores[b]`` (None where undefined)."""
+    return {
+        name: None if who == "undefined" else who == "a"
+        for name, who in compare_scores(scores[a], scores[b]).items()
+    }

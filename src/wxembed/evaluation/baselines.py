@@ -2,13 +2,14 @@
 
 * :class:`PCABaseline` -- an EOF / principal-component code with as many numbers per hour as the
   embedding (default 50), fitted incrementally (Ross et al. 2008, the algorithm behind
-  scikit-learn's ``IncrementalPCA``; written here in numpy because scikit-learn is not a
-  dependency of wxembed).
+  scikit-learn's ``IncrementalPCA``). Written here in numpy rather than with ``IncrementalPCA``
+  because the update is formed through a float64 Gram matrix in column blocks: a full-grid
+  HRRR fit never holds the wide stacked matrix twice (see "Memory" below).
 * :class:`ClimatologyBaseline` -- the mean training image, the same prediction for every hour.
 
 Both read an :class:`~wxembed.archive.Archive` in batches of hours, never the whole archive, and
-work on the autoencoder's normalised input (:func:`normalise_dbz`): dBZ with no data set to
-0 dBZ, clipped to 0..60 dBZ and divided by 60. Their outputs are dBZ fields on the full grid, so
+work on the autoencoder's input scale (:func:`wxembed.reflectivity.dbz_to_unit`): dBZ with no
+data set to 0 dBZ, clipped to 0..60 dBZ and divided by 60. Their outputs are dBZ fields on the full grid, so
 they score with :mod:`wxembed.metrics` exactly like the autoencoder's reconstructions.
 
 Memory: a full HRRR CONUS image is 1059 x 1799 = 1.9 M pixels, so 50 components are
@@ -31,24 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wxembed.archive import Archive, decode_raw
+from wxembed.archive import Archive
 from wxembed.grid import coarsen_field
+from wxembed.reflectivity import dbz_to_unit, decode_raw, unit_to_dbz
 
-NORM_MAX_DBZ = 60.0
-"""Upper end of the normalised range: normalised 1.0 is this many dBZ."""
 _COLUMN_BLOCK = 1 << 16
 """Columns (pixels) per block when forming Gram matrices in float64."""
-
-
-def normalise_dbz(dbz: np.ndarray) -> np.ndarray:
-    """dBZ (NaN = no data) to the autoencoder's input: no data -> 0 dBZ, clip 0..60, / 60."""
-    dbz = np.nan_to_num(np.asarray(dbz, dtype=np.float32), nan=0.0)
-    return np.clip(dbz, 0.0, NORM_MAX_DBZ) / np.float32(NORM_MAX_DBZ)
-
-
-def denormalise(x: np.ndarray) -> np.ndarray:
-    """Normalised values back to dBZ (float32); no clipping."""
-    return (np.asarray(x, dtype=np.float32) * np.float32(NORM_MAX_DBZ)).astype(np.float32)
 
 
 def _as_batch(fields: np.ndarray) -> np.ndarray:
@@ -66,7 +55,7 @@ def _iter_archive_batches(archive: Archive, times, batch: int) -> Iterator[np.nd
         raise ValueError(f"batch must be at least 1, got {batch}")
     times = np.atleast_1d(np.asarray(times))
     for i in range(0, len(times), batch):
-        yield normalise_dbz(decode_raw(archive.read_raw(times[i : i + batch])))
+        yield dbz_to_unit(decode_raw(archive.read_raw(times[i : i + batch])))
 
 
 def _upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
@@ -141,7 +130,7 @@ class PCABaseline:
     # ---- fitting -----------------------------------------------------------------------------
     def partial_fit(self, fields_dbz: np.ndarray) -> PCABaseline:
         """Merge a batch of dBZ fields ``(n, ny, nx)`` (NaN = no data) into the fit."""
-        return self._partial_fit_normalised(normalise_dbz(_as_batch(fields_dbz)))
+        return self._partial_fit_normalised(dbz_to_unit(_as_batch(fields_dbz)))
 
     def _partial_fit_normalised(self, normalised: np.ndarray) -> PCABaseline:
         x = self._features(normalised)
@@ -227,7 +216,7 @@ class PCABaseline:
     def encode(self, fields_dbz: np.ndarray) -> np.ndarray:
         """dBZ fields ``(n, ny, nx)`` or ``(ny, nx)`` (NaN = no data) -> codes ``(n, k)``."""
         self._check_fitted()
-        x = self._features(normalise_dbz(_as_batch(fields_dbz)))
+        x = self._features(dbz_to_unit(_as_batch(fields_dbz)))
         # x @ V.T - mean @ V.T: no (n, n_features) float64 temporary
         return (x @ self.components_.T - self._mean_code_vector()).astype(np.float32)
 
@@ -245,7 +234,7 @@ class PCABaseline:
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Codes ``(n, k)`` -> dBZ fields ``(n, ny, nx)`` (float32, 0..60 dBZ)."""
-        return denormalise(self.decode_normalised(codes, clip=True))
+        return unit_to_dbz(self.decode_normalised(codes, clip=True))
 
     def reconstruct(self, fields_dbz: np.ndarray) -> np.ndarray:
         """``decode(encode(fields))``."""
@@ -298,10 +287,10 @@ class ClimatologyBaseline:
     def mean_dbz(self) -> np.ndarray:
         if self.mean_ is None:
             raise RuntimeError("ClimatologyBaseline is not fitted; call fit_archive first")
-        return denormalise(self.mean_)
+        return unit_to_dbz(self.mean_)
 
     def partial_fit(self, fields_dbz: np.ndarray) -> ClimatologyBaseline:
-        return self._add(normalise_dbz(_as_batch(fields_dbz)))
+        return self._add(dbz_to_unit(_as_batch(fields_dbz)))
 
     def _add(self, normalised: np.ndarray) -> ClimatologyBaseline:
         if self._sum is None:

@@ -13,7 +13,9 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
@@ -21,8 +23,12 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
-from wxembed.errors import GridError
+from wxembed.archive import Archive
+from wxembed.errors import GridError, WxembedError
+from wxembed.figures.outlines import outlines_for_grid
 from wxembed.grid import Grid
+from wxembed.reflectivity import decode_raw
+from wxembed.times import format_time
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +150,6 @@ def _draw_image(
         zorder=1,
     )
     if outlines is True:
-        from wxembed.outlines import outlines_for_grid
-
         outlines = outlines_for_grid(grid)
     if outlines:
         draw_outlines(ax, outlines)
@@ -240,8 +244,6 @@ def save_comparison_png(
             f"truth {truth.shape} and reconstruction {reconstruction.shape} differ in shape"
         )
     if outlines is True:
-        from wxembed.outlines import outlines_for_grid
-
         outlines = outlines_for_grid(grid)
     a, b = truth, reconstruction
     if floor_dbz is not None:
@@ -256,8 +258,6 @@ def save_comparison_png(
     cb = fig.colorbar(im, ax=list(axes[:2]), ticks=list(NWS_LEVELS), shrink=0.85, pad=0.01)
     cb.set_label("dBZ")
     cb.ax.tick_params(labelsize=8)
-
-    import matplotlib
 
     dcmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad=NO_DATA_COLOR)
     dnorm = Normalize(vmin=-diff_limit, vmax=diff_limit)
@@ -284,8 +284,6 @@ def save_gallery_png(
             f"need one title per field, got {len(fields)} fields and {len(titles)} titles"
         )
     if outlines is True:
-        from wxembed.outlines import outlines_for_grid
-
         outlines = outlines_for_grid(grid)
     ncols = min(ncols, len(fields))
     nrows = -(-len(fields) // ncols)
@@ -305,8 +303,6 @@ def save_gallery_png(
 
 def save_loss_png(path: str | Path, metrics_csv: str | Path, dpi: int = 90) -> Path:
     """Write a PNG of the training and validation loss curves from a Lightning CSV log."""
-    import pandas as pd
-
     log_df = pd.read_csv(metrics_csv)
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
@@ -323,3 +319,72 @@ def save_loss_png(path: str | Path, metrics_csv: str | Path, dpi: int = 90) -> P
     ax.legend()
     ax.set_title("Training loss")
     return _save(fig, path, dpi)
+
+
+def save_panels_png(
+    path: str | Path, grid: Grid, panels: Sequence[tuple[np.ndarray, str]], *, dpi: int = 80
+) -> Path:
+    """One PNG of reflectivity fields side by side (three to a row), each with its title."""
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    ny, nx = grid.shape
+    fig = Figure(figsize=(5.0 * cols, 5.0 * rows * ny / nx + 0.6), layout="constrained")
+    for i, (dbz, title) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        plot_field(ax, dbz, grid, title=title, colorbar=False)
+    return _save(fig, path, dpi)
+
+
+def plot_matches(
+    path: str | Path,
+    archive: Archive,
+    matches: pd.DataFrame,
+    *,
+    query_dbz: np.ndarray | None = None,
+    query_title: str = "query",
+    dpi: int = 80,
+) -> Path:
+    """One PNG with the query (when given) and each match of a search (``rank``, ``time``,
+    ``distance``) read from ``archive``, titled with its time and distance."""
+    times = matches["time"].values.astype("datetime64[s]")
+    fields = decode_raw(archive.read_raw(times)) if len(times) else np.zeros((0, *archive.grid.shape))
+    panels = ([(query_dbz, query_title)] if query_dbz is not None else []) + [
+        (f, f"#{r} {format_time(t)}  d={d:.3g}")
+        for f, r, t, d in zip(fields, matches["rank"], times, matches["distance"], strict=True)
+    ]
+    if not panels:
+        raise WxembedError("nothing to draw: no matches and no query field")
+    return save_panels_png(path, archive.grid, panels, dpi=dpi)
+
+
+def save_interpolation_png(path: str | Path, report: dict, grid: Grid) -> Path:
+    """The real hour, the decoded embedding mix and the pixel average of an interpolation
+    (:func:`wxembed.analysis.interpolate_hours` with ``keep_fields=True``) side by side."""
+    fields, mse = report["fields"], {k: v["mse"] for k, v in report["scores"].items()}
+    return save_panels_png(
+        path,
+        grid,
+        [
+            (fields["truth"], f"real {report['truth_time']}"),
+            (
+                fields["embedding_midpoint"],
+                f"decoded embedding mix (MSE {mse['embedding_midpoint']:.3g})",
+            ),
+            (fields["pixel_average"], f"pixel average (MSE {mse['pixel_average']:.3g})"),
+        ],
+    )
+
+
+def save_cluster_pngs(out_dir: str | Path, report: dict) -> list[Path]:
+    """Each decoded centroid of a clustering (:func:`wxembed.analysis.cluster_index` with
+    ``decode=True``) as ``cluster_NN.png``, titled with its size and nearest hour."""
+    out, n = Path(out_dir), report["hours"]
+    pictures = []
+    for c, field in enumerate(report["centroid_fields"]):
+        size = report["sizes"][c]
+        title = (
+            f"cluster {c}: {size} hours ({100 * size / n:.0f}%), "
+            f"nearest {report['nearest_hours'][c]}"
+        )
+        pictures.append(save_field_png(out / f"cluster_{c:02d}.png", field, report["grid"], title=title))
+    return pictures

@@ -27,7 +27,7 @@ def _time(value: str | None, option: str) -> str | None:
     """Check that a time option parses; the library gets the string."""
     if value is None:
         return None
-    from wxembed.archive import to_seconds
+    from wxembed.times import to_seconds
 
     try:
         to_seconds(value)
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         Re-running with the same checkpoint replaces that model's rows; several models can
         share one index.
         """
-        from wxembed.api import embed_archive
+        from wxembed.pipelines.embed import embed_archive
 
         try:
             report = embed_archive(
@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """The k hours most similar to a query (Euclidean distance by default, as the original)."""
-        from wxembed.api import search_similar
+        from wxembed.analysis import search_similar
 
         start, end = _time(start, "--start"), _time(end, "--end")
         try:
@@ -232,7 +232,7 @@ def register(app: typer.Typer) -> None:
         The real hour is the one at --weight between --start and --end; the pixel average mixes
         the two hours' dBZ with the same weights. Scores are those of wxembed.metrics.
         """
-        from wxembed.api import interpolate_hours, interpolation_skill
+        from wxembed.analysis import interpolate_hours, interpolation_skill
 
         try:
             if every_pair:
@@ -248,8 +248,15 @@ def register(app: typer.Typer) -> None:
                     _time(start, "--start"),
                     _time(end, "--end"),
                     weight=weight,
-                    png=png,
+                    keep_fields=png is not None,
                 )
+                if png is not None:
+                    from wxembed.figures.plot import save_interpolation_png
+                    from wxembed.model.encoder import load_embedding_model
+
+                    grid = load_embedding_model(checkpoint).grid
+                    report["png"] = str(save_interpolation_png(png, report, grid))
+                    del report["fields"]
         except WxembedError as exc:
             raise _fail(exc) from None
         if as_json:
@@ -285,7 +292,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """k-means (k-means++) on an index's embeddings; assignments stored in the index."""
-        from wxembed.api import cluster_index
+        from wxembed.analysis import cluster_index
 
         try:
             report = cluster_index(
@@ -295,8 +302,13 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 archive=archive,
                 checkpoint=checkpoint,
-                png_dir=png_dir,
+                decode=png_dir is not None,
             )
+            if png_dir is not None:
+                from wxembed.figures.plot import save_cluster_pngs
+
+                report["pictures"] = [str(p) for p in save_cluster_pngs(png_dir, report)]
+                del report["centroid_fields"], report["grid"]
         except WxembedError as exc:
             raise _fail(exc) from None
         if as_json:
@@ -333,7 +345,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """A field (GRIB2, array or archive hour) to its embedding; prints the compression."""
-        from wxembed.api import encode_field
+        from wxembed.analysis import encode_field
 
         try:
             emb = encode_field(
@@ -367,8 +379,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """An embedding back to a field on the model's grid, as NetCDF, GRIB2 or PNG."""
-        from wxembed.analysis import compression_ratio
-        from wxembed.api import decode_embedding
+        from wxembed.analysis import decode_embedding
+        from wxembed.model.encoder import compression_ratio
 
         try:
             field = decode_embedding(
@@ -393,9 +405,12 @@ def _draw_matches(png: Path, index: Path, matches, query, archive: Path | None) 
     """Draw the query (an archive hour or a field file) and the matches."""
     import numpy as np
 
-    from wxembed.analysis import GRIB_SUFFIXES, plot_matches, read_field
-    from wxembed.archive import Archive, format_time
-    from wxembed.index import EmbeddingIndex, EmbeddingIndexError
+    from wxembed.archive import Archive
+    from wxembed.errors import EmbeddingIndexError
+    from wxembed.figures.plot import plot_matches
+    from wxembed.index import EmbeddingIndex
+    from wxembed.sources.formats import GRIB_SUFFIXES, read_field
+    from wxembed.times import format_time
 
     if archive is None:
         with EmbeddingIndex(index, read_only=True) as ix:

@@ -5,18 +5,25 @@ from __future__ import annotations
 import base64
 import html
 import math
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROWS = [
-    ("mse", "MSE (dBZ²)", "low"), ("mae", "MAE (dBZ)", "low"),
-    ("csi_20", "CSI ≥20 dBZ", "high"), ("csi_35", "CSI ≥35 dBZ", "high"), ("csi_45", "CSI ≥45 dBZ", "high"),
-    ("pod_35", "POD ≥35 dBZ", "high"), ("far_35", "FAR ≥35 dBZ", "low"),
-    ("fss_35_3km", "FSS 35 dBZ, 3 km", "high"), ("fss_35_9km", "FSS 35 dBZ, 9 km", "high"),
-    ("fss_35_27km", "FSS 35 dBZ, 27 km", "high"), ("fss_35_81km", "FSS 35 dBZ, 81 km", "high"),
-    ("ssim", "SSIM", "high"),
-]  # fmt: skip
+from wxembed.errors import WxembedError
+from wxembed.evaluation.evaluate import evaluate
+from wxembed.evaluation.metrics import score_kind, score_label
+from wxembed.figures.plot import save_comparison_png, save_loss_png
+from wxembed.grid import Grid
+from wxembed.times import format_time
+
+ROWS = (
+    "mse", "mae", "csi_20", "csi_35", "csi_45", "bias_20", "pod_35", "far_35",
+    "fss_35_3km", "fss_35_9km", "fss_35_27km", "fss_35_81km", "ssim",
+    "recall_at_10", "analog_fss",
+)  # fmt: skip
+"""The scores the report's tables show, in order (labels and which way is better come from
+:data:`wxembed.evaluation.metrics.SCORE_KINDS`)."""
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
@@ -39,10 +46,15 @@ def metrics_table(scores: dict[str, dict]) -> str:
     names = list(scores)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     rows = []
-    for key, label, better in ROWS:
+    for key in ROWS:
         values = [scores[n].get(key) for n in names]
+        if all(v is None for v in values):
+            continue
         finite = [v for v in values if isinstance(v, int | float) and not math.isnan(v)]
-        best = (min(finite) if better == "low" else max(finite)) if finite else None
+        kind = score_kind(key)
+        goodness = {"lower": lambda v: -v, "higher": lambda v: v, "one": lambda v: -abs(v - 1)}
+        best = max(finite, key=goodness[kind.better]) if finite and kind else None
+        label = score_label(key)
         cells = "".join(
             f'<td class="num{" best" if v == best and best is not None else ""}">{_fmt(v)}</td>'
             for v in values
@@ -55,6 +67,13 @@ def _figure(caption: str, png: str | Path) -> str:
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+
+
+def _compression_text(c: dict) -> str:
+    return (
+        f"{c['pixels']:,} pixels to {c['embedding_dim']} numbers ({c['compression_ratio']:,}x "
+        f"fewer values, {c['bytes_ratio']:,}x fewer bytes than the uint8 archive)"
+    )
 
 
 def write_report(
@@ -78,8 +97,7 @@ def write_report(
         f"{evaluation['held_out_last']}), after {evaluation['train_hours']} training hours",
         "baselines": f"PCA/EOF with {evaluation['pca_components']} components fit on the training hours; "
         "the mean training image (climatology)",
-        "compression": f"{evaluation['compression']['pixels']:,} pixels to {evaluation['compression']['values']} "
-        f"numbers ({evaluation['compression']['ratio_vs_float32_image']:,}x fewer values)",
+        "compression": _compression_text(evaluation["compression"]),
         **(facts or {}),
     }
     parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -103,8 +121,6 @@ def write_report(
 
 def check_writable(path: str | Path) -> Path:
     """Fail now, not after an hour of computing, if ``path`` cannot be written."""
-    from wxembed.errors import WxembedError
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,17 +143,10 @@ def build_report(
 ) -> tuple[Path, dict]:
     """Evaluate (unless ``evaluation`` is given with examples), draw the reconstruction and loss
     figures, and write the HTML report. Returns the report's path and the evaluation."""
-    import tempfile
-
-    from wxembed.archive import format_time
-    from wxembed.evaluate import evaluate
-    from wxembed.plot import save_comparison_png, save_loss_png
-    from wxembed.train import load_model
-
     out = check_writable(out)
-    _, grid = load_model(checkpoint)
     if evaluation is None or "examples" not in evaluation:
         evaluation = evaluate(checkpoint, archive, keep=examples)
+    grid = Grid.from_json(evaluation["grid"])
     with tempfile.TemporaryDirectory(prefix="wxembed-report-") as tmp:
         figures = []
         for i, ex in enumerate(evaluation.get("examples", [])):
@@ -157,7 +166,7 @@ def build_report(
             figures.append((f"Held-out hour {t}: original, PCA reconstruction with as many numbers, difference",
                             save_comparison_png(Path(tmp) / f"pca{i}.png", ex["truth"], ex["pca"], grid,
                                                 titles=(f"original {t}", "PCA", "PCA - original"))))  # fmt: skip
-        log_csv = Path(checkpoint).resolve().parent.parent / "logs" / "version_0" / "metrics.csv"
+        log_csv = Path(evaluation["checkpoint"]).resolve().parent.parent / "logs" / "version_0" / "metrics.csv"
         if log_csv.exists():
             figures.append(
                 ("Training and validation loss", save_loss_png(Path(tmp) / "loss.png", log_csv))

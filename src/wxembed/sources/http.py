@@ -1,46 +1,35 @@
-"""Fetch HRRR composite reflectivity from the public archive by byte range, resumably.
+"""The per-hour HTTP byte-range reader of the HRRR archive.
 
-For each hour the reader reads the GRIB2 file's ``.idx`` inventory, finds the REFC message's
-byte range (:func:`wxembed.sources.hrrr.message_range`) and fetches only that range with an HTTP
-``Range`` request: about 1 MB of a 100+ MB file. The message is checked (it must be exactly one
-GRIB2 message, and REFC) and decoded straight into the archive; the file is never kept.
-
-Hours run through the ingest pipeline (:func:`wxembed.pipelines.ingest.run_tasks`), keyed by
-valid time, so hours already stored are skipped and every other hour ends in the manifest:
-stored, ``missing`` (HTTP 404 on every mirror, or no REFC in the index) or ``failed`` (errors
-that outlived the retries, or a mirror whose ``.idx`` does not match its GRIB2 file), with the
-reason. Mirrors are tried in order for each hour; a mirror that fails or lacks the hour hands
-over to the next.
-
-Parallelism: each hour is one small ``.idx`` request and one range request, so the downloads in
-flight are bounded by the pipeline's workers (``workers`` local processes on the DirectRunner,
-one hour at a time each), not by a separate pool. Requests go through ``requests`` with the
-environment honoured (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``);
-the public buckets need no credentials.
+For one valid time, :func:`fetch_hour` reads the GRIB2 file's ``.idx`` inventory from each mirror
+in turn, finds the REFC message's byte range (:func:`wxembed.sources.hrrr.message_range`) and
+fetches only that range with an HTTP ``Range`` request: about 1 MB of a 100+ MB file. The message
+is checked (exactly one GRIB2 message, REFC, valid at the hour asked for) and decoded; the file is
+never kept. Requests go through ``requests`` with the environment honoured (``HTTPS_PROXY``,
+``HTTP_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``); transient failures are retried with
+exponential backoff and jitter. :mod:`wxembed.pipelines.fetch` runs it over many hours.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import random
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import requests
+from requests.adapters import HTTPAdapter
 
-from wxembed.archive import Archive, format_time, to_seconds
-from wxembed.errors import MissingHour, SourceError, WxembedError
-from wxembed.grid import HRRR_CONUS, Grid
-from wxembed.pipelines.ingest import IngestReport, Task, describe_report, run_tasks
+from wxembed import __version__
+from wxembed.errors import MissingHour, SourceError, TransientFetchError
 from wxembed.sources import DecodedField
 from wxembed.sources import hrrr as layout
+from wxembed.sources.grib import decode_refc
+from wxembed.times import format_time
 
 log = logging.getLogger(__name__)
 
@@ -95,28 +84,6 @@ class FetchStats:
     """The GRIB2 file the message came from."""
 
 
-@dataclass
-class FetchReport(IngestReport):
-    """An :class:`IngestReport` with what went over the network (local runners; 0 elsewhere)."""
-
-    hours_fetched: int = 0
-    """Hours the readers tried (not those skipped as already stored)."""
-    bytes_fetched: int = 0
-    """Body bytes received for them, ``.idx`` files and retries included."""
-    whole_file_bytes: int = 0
-    """What downloading those hours' whole GRIB2 files would have moved (sizes the mirrors told)."""
-    seconds: float = 0.0
-    """Wall-clock seconds of the pipeline."""
-
-
-class _Retry(Exception):
-    """A failure worth trying again (5xx, timeout, dropped connection, short body)."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 # ---- HTTP ----------------------------------------------------------------------------------------
 _local = threading.local()
 
@@ -125,11 +92,6 @@ def _session():
     """One ``requests.Session`` per thread (keep-alive, the environment's proxies honoured)."""
     session = getattr(_local, "session", None)
     if session is None:
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        from wxembed import __version__
-
         session = requests.Session()  # trust_env: HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
         session.headers.update(
             {"User-Agent": f"wxembed/{__version__}", "Accept-Encoding": "identity"}
@@ -156,8 +118,6 @@ def http_get(
     Raises :class:`MissingHour` on 404/410, :class:`SourceError` on other client errors, on a
     range the file does not hold, and when the retries run out.
     """
-    import requests
-
     stats = stats if stats is not None else FetchStats()
     headers = {}
     if byte_range is not None:
@@ -183,7 +143,7 @@ def http_get(
                 timeout=(config.connect_timeout, config.read_timeout),
             ) as resp:
                 return _read_response(resp, url, byte_range, config, stats)
-        except _Retry as exc:
+        except TransientFetchError as exc:
             problem, retry_after = str(exc), exc.retry_after
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                 requests.exceptions.MissingSchema) as exc:  # fmt: skip
@@ -201,7 +161,7 @@ def _read_response(resp, url: str, byte_range, config: FetchConfig, stats: Fetch
         raise SourceError(f"{url}: HTTP 416: the file does not hold bytes {byte_range[0]}- that "
                           "its .idx lists (the .idx does not match the GRIB2 file)")  # fmt: skip
     if status in RETRY_STATUSES or status >= 500:
-        raise _Retry(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
+        raise TransientFetchError(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
     if status >= 400 or status not in (200, 206):
         raise SourceError(f"{url}: HTTP {status} {resp.reason or ''}".strip())
     first, last = byte_range if byte_range is not None else (0, None)
@@ -247,10 +207,10 @@ def _read_response(resp, url: str, byte_range, config: FetchConfig, stats: Fetch
         ):
             break  # the range is in hand: drop the connection rather than read the rest
         if time.monotonic() > deadline:
-            raise _Retry(f"the body took over {config.request_timeout:g} s")
+            raise TransientFetchError(f"the body took over {config.request_timeout:g} s")
     body = b"".join(chunks)
     if expected is not None and len(body) < expected:
-        raise _Retry(f"short body: {len(body)} of {expected} bytes")
+        raise TransientFetchError(f"short body: {len(body)} of {expected} bytes")
     if status == 200 and byte_range is not None:
         body = body[skip:expected]
     return body
@@ -287,8 +247,6 @@ def check_message(data: bytes, source: str) -> bytes:
 
 def decode_message(data: bytes, *, source: str) -> DecodedField:
     """Decode REFC from the bytes of one GRIB2 message (as fetched by range)."""
-    from wxembed.sources.grib import decode_refc
-
     data = check_message(data, source)
     with tempfile.TemporaryDirectory(prefix="wxembed-fetch-msg-") as tmp:
         path = Path(tmp) / "message.grib2"
@@ -345,183 +303,11 @@ def fetch_hour(valid_time, config: FetchConfig, *, stats: FetchStats | None = No
         raise SourceError("; ".join(failed + missing))
     raise MissingHour("; ".join(missing) or "no mirrors to ask")
 
-
-def read_hour(key: str, *, config: FetchConfig) -> DecodedField:
-    """The pipeline's reader: the task key is the valid time (ISO, UTC)."""
-    stats = FetchStats()
-    outcome = "failed"
-    try:
-        decoded = fetch_hour(key, config, stats=stats)
-        outcome = "read"
-        return decoded
-    except MissingHour:
-        outcome = "missing"
-        raise
-    finally:
-        _log_hour(config, key, outcome, stats)
-
-
-def _log_hour(config: FetchConfig, key: str, outcome: str, stats: FetchStats) -> None:
-    if config.ledger is None:
-        return
-    line = f"{key}\t{outcome}\t{stats.bytes}\t{stats.file_size}\t{stats.requests}\n"
-    try:  # one short append per hour: atomic enough across this process's threads
-        with open(Path(config.ledger) / f"hours-{os.getpid()}.tsv", "a") as fh:
-            fh.write(line)
-    except OSError as exc:  # a worker on another machine: no progress, nothing else lost
-        log.debug("cannot log %s to %s: %s", key, config.ledger, exc)
-
-
-def _read_ledger(ledger: str | Path) -> dict[str, int]:
-    totals = {"hours": 0, "bytes": 0, "whole_file_bytes": 0}
-    for part in Path(ledger).glob("hours-*.tsv"):
-        for line in part.read_text().splitlines():
-            cells = line.split("\t")
-            if len(cells) != 5:
-                continue  # a line being written
-            totals["hours"] += 1
-            totals["bytes"] += int(cells[2])
-            totals["whole_file_bytes"] += int(cells[3])
-    return totals
-
-
-# ---- many hours ----------------------------------------------------------------------------------
-def hourly_times(start, end) -> np.ndarray:
-    """Whole hours from ``start`` up to ``end`` (exclusive), UTC, as ``datetime64[s]``."""
-    first, stop = (to_seconds(t)[0] for t in (start, end))
-    for t, name in ((first, "start"), (stop, "end")):
-        if t % 3600:
-            raise WxembedError(
-                f"{name} must be a whole hour, not {format_time(np.datetime64(int(t), 's'))}"
-            )
-    if stop <= first:
-        raise WxembedError(f"end ({format_time(np.datetime64(int(stop), 's'))}) must be after start "
-                           f"({format_time(np.datetime64(int(first), 's'))})")  # fmt: skip
-    return np.arange(first, stop, 3600).astype("datetime64[s]")
-
-
-def resolve_mirrors(mirrors: Iterable[str | layout.Mirror]) -> tuple[layout.Mirror, ...]:
-    """Mirrors by name (``aws``, ``google``, ``azure``, ``nomads``), base URL or :class:`Mirror`."""
-    out = tuple(m if isinstance(m, layout.Mirror) else layout.resolve_mirror(m) for m in mirrors)
-    if not out:
-        raise WxembedError("no mirrors to fetch from")
-    return out
-
-
-def fetch_hours(
-    start,
-    end,
-    archive_path: str | Path,
-    *,
-    mirrors: Sequence[str | layout.Mirror] = layout.DEFAULT_MIRRORS,
-    base_url: str | None = None,
-    fxx: int = 0,
-    grid: Grid = HRRR_CONUS,
-    workers: int = 4,
-    beam_args: Sequence[str] | None = None,
-    progress: bool = True,
-    config: FetchConfig | None = None,
-) -> FetchReport:
-    """Fetch REFC for every hour in ``[start, end)`` into an archive (created on ``grid`` if absent).
-
-    ``base_url``, when given, is the only mirror asked; else ``mirrors`` in order. ``mirrors``,
-    ``base_url`` and ``fxx`` override those of ``config``, which sets timeouts and retries.
-    ``workers`` bounds the downloads in flight (one hour per worker at a time). Hours already
-    stored are skipped; the others end in the manifest as stored, missing or failed.
-    """
-    if not 0 <= fxx <= 48:
-        raise WxembedError(f"forecast hour must be 0 to 48, not {fxx}")
-    times = hourly_times(start, end)
-    chosen = resolve_mirrors([base_url] if base_url else mirrors)
-    config = replace(config or FetchConfig(), mirrors=chosen, fxx=fxx)
-    archive = Archive.create(
-        archive_path, grid, exist_ok=True, title="HRRR composite reflectivity (REFC)",
-        source=f"NOAA HRRR wrfsfcf{fxx:02d} REFC, fetched by byte range from "
-               f"{', '.join(m.name for m in chosen)}",
-    )  # fmt: skip
-    tasks = [Task(key=str(t), time=str(t)) for t in times]
-    with tempfile.TemporaryDirectory(prefix="wxembed-fetch-") as ledger:
-        config = replace(config, ledger=ledger)
-        reader = functools.partial(read_hour, config=config)
-        stop = threading.Event()
-        watcher = None
-        if progress:
-            stored = set(to_seconds(archive.stored_times()).tolist())
-            todo = sum(int(s) not in stored for s in to_seconds(times))
-            if todo:
-                watcher = threading.Thread(target=_show_progress, args=(ledger, todo, stop),
-                                           daemon=True)  # fmt: skip
-                watcher.start()
-        t0 = time.perf_counter()
-        try:
-            report = run_tasks(tasks, reader, archive, beam_args=beam_args, workers=workers,
-                               progress=False, label="fetch")  # fmt: skip
-        finally:
-            stop.set()
-            if watcher is not None:
-                watcher.join()
-        seconds = time.perf_counter() - t0
-        totals = _read_ledger(ledger)
-    out = FetchReport(
-        **{f.name: getattr(report, f.name) for f in fields(IngestReport)},
-        hours_fetched=totals["hours"], bytes_fetched=totals["bytes"],
-        whole_file_bytes=totals["whole_file_bytes"], seconds=round(seconds, 3),
-    )  # fmt: skip
-    log.debug("%s", describe_fetch(out))
-    return out
-
-
-def _show_progress(ledger: str, total: int, stop: threading.Event) -> None:
-    """Hours done, bytes fetched and their rate, from the readers' ledger."""
-    from tqdm.auto import tqdm
-
-    t0 = time.monotonic()
-    with tqdm(total=total, desc="fetch", unit="h") as bar:
-        while True:
-            done_now = stop.wait(0.5)
-            try:
-                totals = _read_ledger(ledger)
-            except (OSError, ValueError):
-                continue
-            bar.update(min(totals["hours"], total) - bar.n)
-            rate = totals["bytes"] / max(time.monotonic() - t0, 1e-9)
-            bar.set_postfix_str(f"{human_bytes(totals['bytes'])}, {human_bytes(rate)}/s")
-            if done_now:
-                break
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
-def describe_fetch(report: FetchReport) -> str:
-    """One line: the manifest counts, and what went over the network."""
-    line = describe_report(report)
-    if report.hours_fetched:
-        per_hour = report.bytes_fetched / report.hours_fetched
-        line += (f"; fetched {human_bytes(report.bytes_fetched)} for {report.hours_fetched} hours "
-                 f"({human_bytes(per_hour)} an hour, {report.hours_fetched / max(report.seconds, 1e-9):.2f} "
-                 f"hours/s)")  # fmt: skip
-        if report.whole_file_bytes:
-            line += f"; the whole files are {human_bytes(report.whole_file_bytes)}"
-    return line
-
-
 __all__ = [
     "FetchConfig",
-    "FetchReport",
     "FetchStats",
     "check_message",
     "decode_message",
-    "describe_fetch",
     "fetch_hour",
-    "fetch_hours",
-    "hourly_times",
     "http_get",
-    "read_hour",
-    "resolve_mirrors",
 ]

@@ -15,12 +15,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
+from tqdm.auto import tqdm
 
-from wxembed.archive import Archive, decode_raw
+from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
-from wxembed.metrics import Verification
-from wxembed.train import check_grid, load_model
+from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
+from wxembed.evaluation.metrics import Verification, beats
+from wxembed.model.checkpoint import Checkpoint
+from wxembed.model.encoder import EmbeddingModel, compression_ratio
+from wxembed.reflectivity import decode_raw
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +49,6 @@ def held_out_split(archive: Archive, val_start: str, val_fraction: float = 0.2):
     return times[:-n_val], times[-n_val:]
 
 
-def reconstruct(module, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and reconstructed dBZ (0..60) of uint8 hours ``(n, ny, nx)``."""
-    from wxembed.model import normalise_raw, to_dbz
-
-    with torch.no_grad():
-        x = normalise_raw(torch.from_numpy(raw)[:, None])  # (n, ny, nx) -> (n, 1, ny, nx)
-        z = module.net.encode(x)
-        y = to_dbz(module.net.decode(z))[:, 0]  # (n, 1, ny, nx) -> (n, ny, nx)
-    return z.numpy(), y.numpy()
-
-
 def evaluate(
     checkpoint: str | Path,
     archive_path: str | Path,
@@ -71,16 +63,15 @@ def evaluate(
     ``keep`` > 0 also returns that many held-out hours' truth and reconstructions (for figures)
     under the key ``"examples"`` (not JSON).
     """
-    from wxembed.baselines import ClimatologyBaseline, PCABaseline
-
-    module, grid = load_model(checkpoint)
+    ckpt = Checkpoint(checkpoint)
     archive = Archive(archive_path)
-    check_grid(grid, archive, str(checkpoint))  # before any long computation
-    hp = module.hparams
-    train_times, held = held_out_split(archive, hp.get("val_start", ""))
+    ckpt.check_grid(archive)  # before any long computation
+    model = EmbeddingModel(ckpt, batch_size=batch)
+    grid = model.grid
+    train_times, held = held_out_split(archive, ckpt.val_start)
     if max_hours:
         held = held[:max_hours]
-    dim = int(module.net.embedding_dim)
+    dim = model.embedding_dim
     n_components = min(dim, len(train_times))
     if n_components < dim:
         log.warning("PCA gets %d components, not %d: only %d training hours", n_components, dim,
@@ -100,13 +91,11 @@ def evaluate(
         return scorers[group][name]
 
     examples = []
-    from tqdm.auto import tqdm
-
     for i in tqdm(range(0, len(held), batch), desc="evaluate", unit="batch"):
         times = held[i : i + batch]
         raw = archive.read_raw(times)
         truth = decode_raw(raw)  # (n, ny, nx) dBZ, NaN = no data
-        _, recon = reconstruct(module, raw)
+        _, recon = model.reconstruct_raw(raw)
         candidates = {
             "autoencoder": recon,
             "pca": pca.reconstruct(np.nan_to_num(truth, nan=0.0)),
@@ -128,9 +117,10 @@ def evaluate(
         return {name: v.compute() for name, v in scorers[group].items()}
 
     result = {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(ckpt.path),
         "archive": str(archive.path),
-        "arch": hp["arch"],
+        "arch": ckpt.arch,
+        "model_id": model.model_id,
         "embedding_dim": dim,
         "pca_components": n_components,
         "train_hours": len(train_times),
@@ -144,34 +134,10 @@ def evaluate(
         "by_season": {
             g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("season:")
         },
-        "compression": {
-            "pixels": grid.size,
-            "values": dim,
-            "ratio_vs_float32_image": round(grid.size / dim, 1),
-        },
+        "grid": grid.to_json(),
+        "compression": compression_ratio(grid.shape, dim),
     }
-    result["autoencoder_beats_pca"] = compare(result["scores"], "autoencoder", "pca")
+    result["autoencoder_beats_pca"] = beats(result["scores"], "autoencoder", "pca")
     if keep:
         result["examples"] = examples
     return result
-
-
-LOWER_IS_BETTER = ("mse", "rmse", "mae", "far_")
-
-
-def compare(scores: dict, a: str, b: str) -> dict[str, bool | None]:
-    """Per metric, whether ``a`` scored better than ``b`` (None where either is undefined)."""
-    out: dict[str, bool | None] = {}
-    for key, va in scores[a].items():
-        vb = scores[b].get(key)
-        if key.startswith(
-            ("n_", "hits_", "misses_", "false_alarms_", "correct_negatives_", "bias_")
-        ):
-            continue
-        if va is None or vb is None or (isinstance(va, float) and np.isnan(va)) or np.isnan(vb):
-            out[key] = None
-        elif key.startswith(LOWER_IS_BETTER):
-            out[key] = bool(va < vb)
-        else:
-            out[key] = bool(va > vb)
-    return out

@@ -187,8 +187,9 @@ def plot(
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("hour.png"),
 ) -> None:
     """Draw one hour of an archive as a reflectivity map (NWS colours, coastlines and borders)."""
-    from wxembed.archive import Archive, format_time
-    from wxembed.plot import save_field_png
+    from wxembed.archive import Archive
+    from wxembed.times import format_time
+    from wxembed.figures.plot import save_field_png
 
     try:
         a = Archive(archive)
@@ -311,8 +312,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score the autoencoder against PCA (as many numbers) and climatology on held-out hours."""
-    from wxembed.evaluate import evaluate as run_evaluate
-    from wxembed.report import check_writable
+    from wxembed.evaluation.evaluate import evaluate as run_evaluate
+    from wxembed.figures.report import check_writable
 
     try:
         check_writable(out)
@@ -332,7 +333,7 @@ def report(
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML report: metrics against the baselines, reconstructions, loss curves."""
-    from wxembed.report import build_report
+    from wxembed.figures.report import build_report
 
     try:
         path, _ = build_report(checkpoint, archive, out)
@@ -399,7 +400,7 @@ def fetch(
     Hours already stored are skipped; every other hour ends in the manifest: stored, missing
     (not on any mirror, or no REFC) or failed (after retries), with the reason.
     """
-    from wxembed.fetch import describe_fetch, fetch_hours
+    from wxembed.pipelines.fetch import describe_fetch, fetch_hours
     from wxembed.sources.hrrr import DEFAULT_MIRRORS
 
     try:
@@ -413,7 +414,7 @@ def fetch(
 
 
 def _register_embedding_commands() -> None:
-    from wxembed.cli_embed import register
+    from wxembed.cli.embeddings import register
 
     register(app)
 

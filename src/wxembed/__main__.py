@@ -1,0 +1,5 @@
+"""``python -m wxembed``: the ``wxembed`` command."""
+
+from wxembed.cli import app
+
+app()
