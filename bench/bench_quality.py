@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wxembed.model.common import LOSSES, SCHEDULES, scheduled_lr
+from wxembed.model.losses import LOSSES, SCHEDULES, STRONG_ECHO, scheduled_lr
+from wxembed.reflectivity import dbz_to_unit, unit_to_dbz
 
 ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}}}
 
@@ -46,19 +47,16 @@ ANALOGUE_HPARAMS = {4: {"seed": {"num_layers": 3}}}
 def render(factor: int, seed: int, start: str, hours: int, step_h: int) -> torch.Tensor:
     """(hours, 1, ny, nx) float32 in [0, 1]: synthetic hours ``step_h`` apart."""
     from wxembed.grid import HRRR_CONUS
-    from wxembed.model import normalise_dbz
     from wxembed.sources.synthetic import SynthConfig, render_hour
 
     cfg = SynthConfig(seed=seed, grid=HRRR_CONUS.coarsen(factor))
     t0 = np.datetime64(start, "s")
     fields = [render_hour(cfg, t0 + np.timedelta64(h * step_h, "h")).dbz for h in range(hours)]
-    return normalise_dbz(torch.from_numpy(np.stack(fields))[:, None])
+    return torch.from_numpy(dbz_to_unit(np.stack(fields)))[:, None]
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
-    from wxembed.model import STRONG_ECHO, to_dbz
-
     model.eval()
     se = se_strong = 0.0
     n = n_strong = hits = misses = false_alarms = 0
@@ -68,7 +66,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
     for i in range(0, len(x), batch):
         t = x[i : i + batch]
         p = model(t).clamp(0, 1)
-        err2 = (to_dbz(p) - to_dbz(t)) ** 2
+        err2 = (unit_to_dbz(p) - unit_to_dbz(t)) ** 2
         strong_t, strong_p = t >= STRONG_ECHO, p >= STRONG_ECHO
         se += float(err2.sum())
         n += err2.numel()
@@ -81,8 +79,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, batch: int) -> dict:
         hits20 += int((mod_t & mod_p).sum())
         misses20 += int((mod_t & ~mod_p).sum())
         false_alarms20 += int((~mod_t & mod_p).sum())
-        max_t += to_dbz(t.amax(dim=(1, 2, 3))).tolist()
-        max_p += to_dbz(p.amax(dim=(1, 2, 3))).tolist()
+        max_t += unit_to_dbz(t.amax(dim=(1, 2, 3))).tolist()
+        max_p += unit_to_dbz(p.amax(dim=(1, 2, 3))).tolist()
     model.train()
     denom = hits + misses + false_alarms
     denom20 = hits20 + misses20 + false_alarms20

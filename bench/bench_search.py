@@ -47,7 +47,8 @@ def _ms(values: list[float]) -> dict:
 
 def bench_search(n: int, d: int, queries: int, tmp: Path, seed: int = 0) -> dict:
     from wxembed.grid import HRRR_CONUS
-    from wxembed.index import EmbeddingIndex, ModelInfo
+    from wxembed.index import EmbeddingIndex
+    from wxembed.model.checkpoint import ModelInfo
 
     rng = np.random.default_rng(seed)
     matrix = rng.standard_normal((n, d), dtype=np.float32)  # (n, d)
@@ -155,7 +156,7 @@ def _archive(path: Path, hours: int, distinct: int, start: str = "2024-07-01T00"
 def bench_embed(args: argparse.Namespace, tmp: Path) -> dict:
     import torch
 
-    from wxembed.analysis import EmbeddingModel
+    from wxembed.model.encoder import EmbeddingModel
     from wxembed.pipelines.embed import embed_archive
 
     t0 = time.perf_counter()

@@ -49,7 +49,7 @@ class Trainer:
 
     def __init__(self, arch: str, args: argparse.Namespace, x: torch.Tensor):
         from wxembed.model import build_model, count_parameters
-        from wxembed.model.common import logcosh_csi
+        from wxembed.model.losses import logcosh_csi
 
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"

@@ -75,6 +75,8 @@ class TrainConfig:
     """DataLoader worker processes when the archive is read from disk."""
     in_memory_limit_gb: float = 4.0
     """Hold the training hours in memory (uint8) when they take less than this."""
+    grad_clip: float | None = None
+    """Clip the gradients' global norm to this (None: no clipping)."""
     resume: bool = False
     """Continue from out/checkpoints/last.ckpt."""
     progress: bool = True
@@ -137,12 +139,9 @@ def _dataset(archive: Archive, times: np.ndarray, limit_gb: float) -> Dataset:
 
 
 # ---- training --------------------------------------------------------------------------------
-def train(config: TrainConfig) -> dict:
-    """Train; return a report (steps, losses, checkpoint paths, images/s)."""
-    archive = Archive(config.archive)
+def _check_resume(config: TrainConfig, archive: Archive, last: Path) -> None:
+    """Refuse to overwrite checkpoints, or to resume from nothing or from another grid."""
     out = Path(config.out)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
     if config.resume:
         if not last.exists():
             raise CheckpointError(f"{last}: nothing to resume (no last checkpoint in {out})")
@@ -153,32 +152,69 @@ def train(config: TrainConfig) -> dict:
             f"{out} already holds checkpoints; pass resume=True (--resume) or another --out"
         )
 
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    train_times, val_times = split_times(archive, config.val_fraction)
-    gpu = config.accelerator == "gpu" or (
-        config.accelerator == "auto" and torch.cuda.is_available()
-    )
+
+def _build_module(
+    config: TrainConfig, archive: Archive, val_start: np.datetime64, gpu: bool
+) -> AutoencoderModule:
     module = AutoencoderModule(
-        config.arch, archive.grid.shape, dict(config.hparams), loss=config.loss, lr=config.lr,
-        schedule=config.schedule, grid_json=archive.grid.to_json(), archive=str(archive.path), val_start=str(val_times[0]),
+        config.arch,
+        archive.grid.shape,
+        dict(config.hparams),
+        loss=config.loss,
+        lr=config.lr,
+        schedule=config.schedule,
+        grid_json=archive.grid.to_json(),
+        archive=str(archive.path),
+        val_start=str(val_start),
         channels_last=gpu,
-    )  # fmt: skip
+    )
     if config.compile:
         module.net = torch.compile(module.net)
+    return module
+
+
+def _loaders(
+    config: TrainConfig, archive: Archive, train_times, val_times, gpu: bool
+) -> tuple[DataLoader, DataLoader]:
     train_data = _dataset(archive, train_times, config.in_memory_limit_gb)
     val_data = _dataset(archive, val_times, config.in_memory_limit_gb)
     workers = config.workers if isinstance(train_data, ArchiveHours) else 0
-    loader = dict(batch_size=config.batch_size, num_workers=workers, pin_memory=gpu,
-                  persistent_workers=workers > 0)  # fmt: skip
+    loader = dict(
+        batch_size=config.batch_size,
+        num_workers=workers,
+        pin_memory=gpu,
+        persistent_workers=workers > 0,
+    )
+    drop_last = len(train_data) > config.batch_size
+    return (
+        DataLoader(train_data, shuffle=True, drop_last=drop_last, **loader),
+        DataLoader(val_data, shuffle=False, **loader),
+    )
+
+
+def _trainer(config: TrainConfig, n_train: int, gpu: bool) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Lightning Trainer, and the callback that keeps ``best.ckpt``."""
+    out = Path(config.out)
+    ckpt_dir = out / "checkpoints"
     every = max(1, config.num_steps // max(1, config.num_checkpoints))
     checkpoints = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="step={step}", every_n_train_steps=every, save_top_k=-1,
-        save_last=True, auto_insert_metric_name=False,
-    )  # fmt: skip
+        dirpath=ckpt_dir,
+        filename="step={step}",
+        every_n_train_steps=every,
+        save_top_k=-1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
     best = ModelCheckpoint(  # the lowest validation loss so far: a small archive overfits
-        dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-        auto_insert_metric_name=False, enable_version_counter=False,
-    )  # fmt: skip
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    step_validation = n_train > every * config.batch_size  # else: once per (short) epoch
     trainer = L.Trainer(
         max_steps=config.num_steps,
         max_epochs=-1,
@@ -188,26 +224,43 @@ def train(config: TrainConfig) -> dict:
         precision="bf16-mixed" if gpu else "32-true",
         callbacks=[checkpoints, best, LearningRateMonitor(logging_interval="step")],
         logger=CSVLogger(out, name="logs", version=0),
-        val_check_interval=every if len(train_data) > every * config.batch_size else None,
-        check_val_every_n_epoch=None if len(train_data) > every * config.batch_size else 1,
+        val_check_interval=every if step_validation else None,
+        check_val_every_n_epoch=None if step_validation else 1,
         log_every_n_steps=max(1, min(10, every)),
+        gradient_clip_val=config.grad_clip,
         enable_progress_bar=config.progress,
         enable_model_summary=False,
         deterministic=False,
         num_sanity_val_steps=0,
     )
-    t0 = time.perf_counter()
-    trainer.fit(
-        module,
-        DataLoader(
-            train_data, shuffle=True, drop_last=len(train_data) > config.batch_size, **loader
-        ),
-        DataLoader(val_data, shuffle=False, **loader),
-        ckpt_path=str(last) if config.resume else None,
+    return trainer, best
+
+
+def train(config: TrainConfig) -> dict:
+    """Train; return a report (steps, losses, checkpoint paths, seconds).
+
+    The steps: check what is in ``out`` (resume or refuse to overwrite), split the stored hours
+    by time, build the network and the data loaders, fit with Lightning, and write the final
+    state to ``last.ckpt`` and the report to ``train_report.json``.
+    """
+    archive = Archive(config.archive)
+    out = Path(config.out)
+    last = out / "checkpoints" / "last.ckpt"
+    _check_resume(config, archive, last)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    train_times, val_times = split_times(archive, config.val_fraction)
+    gpu = config.accelerator == "gpu" or (
+        config.accelerator == "auto" and torch.cuda.is_available()
     )
+    module = _build_module(config, archive, val_times[0], gpu)
+    train_loader, val_loader = _loaders(config, archive, train_times, val_times, gpu)
+    trainer, best = _trainer(config, len(train_loader.dataset), gpu)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if config.resume else None)
     seconds = time.perf_counter() - t0
     trainer.save_checkpoint(last)  # the final state, whether or not it fell on a checkpoint step
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best_score = best.best_model_score
     report = {
         "config": asdict(config),
         "global_step": int(trainer.global_step),
@@ -218,9 +271,7 @@ def train(config: TrainConfig) -> dict:
         "metrics": {k: (None if math.isnan(v) else v) for k, v in metrics.items()},
         "last_checkpoint": str(last),
         "best_checkpoint": best.best_model_path or None,
-        "best_val_loss": float(best.best_model_score)
-        if best.best_model_score is not None
-        else None,
+        "best_val_loss": float(best_score) if best_score is not None else None,
     }
     (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str))
     return report

@@ -116,7 +116,6 @@ def overfit(
 
 def _objective(config: TuneConfig, batch: torch.Tensor, in_shape: tuple[int, int]):
 
-
     def objective(trial: optuna.Trial) -> float:
         hp = _suggest(trial, config)
         try:
@@ -135,15 +134,23 @@ def _objective(config: TuneConfig, batch: torch.Tensor, in_shape: tuple[int, int
         before, after = overfit(model, batch, config.steps, config.lr)
         trial.set_user_attr("loss_before", before)
         trial.set_user_attr("learns", bool(after <= config.learn_ratio * before))
-        log.info("trial %d %s: %d params, embedding %d, loss %.5f -> %.5f", trial.number, hp,
-                 n_params, model.embedding_dim, before, after)  # fmt: skip
+        log.info(
+            "trial %d %s: %d params, embedding %d, loss %.5f -> %.5f",
+            trial.number,
+            hp,
+            n_params,
+            model.embedding_dim,
+            before,
+            after,
+        )
         return after
 
     return objective
 
 
 def tune(config: TuneConfig, *, progress: bool = True) -> dict:
-    """Run (or resume) the search; return the study's summary and the smallest learning candidate."""
+    """Run (or resume) the search; return the study's summary and the smallest candidate that
+    learns."""
 
     archive = Archive(config.archive)
     batch = _batch(archive, config.n_images)
@@ -155,9 +162,12 @@ def tune(config: TuneConfig, *, progress: bool = True) -> dict:
         sampler = optuna.samplers.TPESampler(seed=config.seed)
         n_trials = config.n_trials or 20
     study = optuna.create_study(
-        study_name=config.study_name, storage=config.storage, sampler=sampler,
-        direction="minimize", load_if_exists=True,
-    )  # fmt: skip
+        study_name=config.study_name,
+        storage=config.storage,
+        sampler=sampler,
+        direction="minimize",
+        load_if_exists=True,
+    )
     study.set_user_attr("arch", config.arch)
     if config.arch == "seed":
         done = {
@@ -166,8 +176,12 @@ def tune(config: TuneConfig, *, progress: bool = True) -> dict:
         n_trials = max(0, min(n_trials, math.prod(len(v) for v in space.values()) - len(done)))
     if n_trials:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study.optimize(_objective(config, batch, archive.grid.shape), n_trials=n_trials,
-                       show_progress_bar=progress, catch=())  # fmt: skip
+        study.optimize(
+            _objective(config, batch, archive.grid.shape),
+            n_trials=n_trials,
+            show_progress_bar=progress,
+            catch=(),
+        )
     return summarise(study)
 
 
@@ -175,11 +189,18 @@ def summarise(study) -> dict:
 
     trials = []
     for t in study.trials:
-        trials.append({
-            "number": t.number, "state": t.state.name, "params": t.params,
-            "final_loss": t.value, **{k: t.user_attrs.get(k) for k in
-                                      ("embedding_dim", "parameters", "loss_before", "learns", "rejected")},
-        })  # fmt: skip
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "params": t.params,
+                "final_loss": t.value,
+                **{
+                    k: t.user_attrs.get(k)
+                    for k in ("embedding_dim", "parameters", "loss_before", "learns", "rejected")
+                },
+            }
+        )
     learning = [t for t in trials if t["state"] == "COMPLETE" and t["learns"]]
     best = min(learning, key=lambda t: (t["embedding_dim"], t["final_loss"])) if learning else None
     counts = {
@@ -190,9 +211,12 @@ def summarise(study) -> dict:
         "trials": trials,
         "counts": {k: v for k, v in counts.items() if v},
         "smallest_learning": best,
-        "lowest_loss": min((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["final_loss"],
-                           default=None),
-    }  # fmt: skip
+        "lowest_loss": min(
+            (t for t in trials if t["state"] == "COMPLETE"),
+            key=lambda t: t["final_loss"],
+            default=None,
+        ),
+    }
 
 
 __all__ = ["SEED_GRID", "TuneConfig", "overfit", "summarise", "tune"]

@@ -45,7 +45,8 @@ def _middle_time(start, end, weight: float) -> tuple[np.datetime64, np.datetime6
     t0, t1 = int(to_seconds(start)[0]), int(to_seconds(end)[0])
     if t1 <= t0:
         raise WxembedError(
-            f"end {format_time(from_seconds(t1))} must be after start {format_time(from_seconds(t0))}"
+            f"end {format_time(from_seconds(t1))} must be after start "
+            f"{format_time(from_seconds(t0))}"
         )
     tm = t0 + weight * (t1 - t0)
     if tm != int(tm):
@@ -91,7 +92,7 @@ def _score_triplet(model: EmbeddingModel, raw: np.ndarray, weight: float, acc: d
 
 
 def _mse(truth: np.ndarray, forecast: np.ndarray, floor: float = 0.0) -> float:
-    """MSE of one hour as :mod:`wxembed.metrics` defines it (both floored, NaN pixels left out),
+    """MSE of one hour as :mod:`wxembed.evaluation.metrics` defines it (both floored, NaN pixels left out),
     without the scores that cost more (SSIM, FSS)."""
     valid = np.isfinite(truth) & np.isfinite(forecast)
     diff = np.maximum(forecast[valid], floor) - np.maximum(truth[valid], floor)

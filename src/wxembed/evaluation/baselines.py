@@ -9,8 +9,9 @@
 
 Both read an :class:`~wxembed.archive.Archive` in batches of hours, never the whole archive, and
 work on the autoencoder's input scale (:func:`wxembed.reflectivity.dbz_to_unit`): dBZ with no
-data set to 0 dBZ, clipped to 0..60 dBZ and divided by 60. Their outputs are dBZ fields on the full grid, so
-they score with :mod:`wxembed.metrics` exactly like the autoencoder's reconstructions.
+data set to 0 dBZ, clipped to 0..60 dBZ and divided by 60. Their outputs are dBZ fields on the
+full grid, so they score with :mod:`wxembed.evaluation.metrics` exactly like the autoencoder's
+reconstructions.
 
 Memory: a full HRRR CONUS image is 1059 x 1799 = 1.9 M pixels, so 50 components are
 50 x 1.9 M float32 = 380 MB. One fitting step holds the batch (64 hours: 490 MB float32), the

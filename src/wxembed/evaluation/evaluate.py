@@ -4,7 +4,7 @@ For every held-out hour (the hours from the checkpoint's ``val_start`` on, or th
 of an archive the model was not trained on), the autoencoder's reconstruction, a PCA/EOF
 reconstruction with as many components as the embedding has numbers (fit on the training hours
 only) and the climatological mean image are scored against the truth with
-:class:`wxembed.metrics.Verification`, overall, by regime (where the archive has labels) and by
+:class:`wxembed.evaluation.metrics.Verification`, overall, by regime (where the archive has labels) and by
 season. Hours are streamed in batches: nothing holds the archive in memory.
 """
 
@@ -21,32 +21,177 @@ from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
 from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
 from wxembed.evaluation.metrics import Verification, beats
+from wxembed.evaluation.search_quality import search_quality
 from wxembed.model.checkpoint import Checkpoint
 from wxembed.model.encoder import EmbeddingModel, compression_ratio
 from wxembed.reflectivity import decode_raw
+from wxembed.times import format_time
 
 log = logging.getLogger(__name__)
 
-SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM",
-           6: "JJA", 7: "JJA", 8: "JJA", 9: "SON", 10: "SON", 11: "SON"}  # fmt: skip
+SEASONS = {
+    m: s
+    for s, months in {
+        "DJF": (12, 1, 2),
+        "MAM": (3, 4, 5),
+        "JJA": (6, 7, 8),
+        "SON": (9, 10, 11),
+    }.items()
+    for m in months
+}
+"""Meteorological season of each month."""
+MEMORISE_RATIO = 10
+"""Below this many training hours per code number, PCA of the code's size nearly memorises the
+training hours, and the comparison says little; evaluation warns."""
 
 
 def held_out_split(archive: Archive, val_start: str, val_fraction: float = 0.2):
-    """(training hours, held-out hours) of ``archive`` for a model whose held-out period starts at
-    ``val_start``; an archive the model never saw is split by time with ``val_fraction``."""
+    """``(training hours, held-out hours, how)`` of ``archive`` for a model whose held-out period
+    starts at ``val_start``. When ``val_start`` splits the archive into two non-empty parts, that
+    is the split (``how`` = "the checkpoint's held-out start"); otherwise (an archive the model
+    never saw) the latest ``val_fraction`` is held out, ``how`` says so, and a warning is logged."""
     times = archive.stored_times()
     if val_start:
         start = np.datetime64(val_start, "s")
         train, held = times[times < start], times[times >= start]
         if len(held) and len(train):
-            return train, held
+            return train, held, f"the checkpoint's held-out start, {format_time(start)}"
     n_val = int(round(len(times) * val_fraction))
     if len(times) < 2 or n_val < 1 or n_val >= len(times):
         raise ArchiveError(
-            f"{archive.path}: {len(times)} stored hour(s) cannot be split into training and held-out "
-            "hours; evaluation needs at least 2 (and 5 for a 20 % held-out share)"
+            f"{archive.path}: {len(times)} stored hour(s) cannot be split into training and "
+            "held-out hours; evaluation needs at least 2 (and 5 for a 20 % held-out share)"
         )
-    return times[:-n_val], times[-n_val:]
+    how = f"the latest {val_fraction:.0%} of the archive's hours"
+    if val_start:
+        how += f" (the checkpoint's held-out start {val_start} does not split this archive)"
+        log.warning("held out %s", how)
+    return times[:-n_val], times[-n_val:], how
+
+
+def _fit_baselines(
+    archive: Archive, train_times: np.ndarray, dim: int, pca_coarsen: int
+) -> tuple[PCABaseline, ClimatologyBaseline]:
+    """PCA with as many components as the code (fewer when the training hours are fewer) and
+    climatology, both fit on the training hours only."""
+    n_components = min(dim, len(train_times))
+    if n_components < dim:
+        log.warning(
+            "PCA gets %d components, not %d: only %d training hours",
+            n_components,
+            dim,
+            len(train_times),
+        )
+    if len(train_times) < MEMORISE_RATIO * dim:
+        log.warning(
+            "only %d training hours for a %d-number code (fewer than %dx): PCA of that size "
+            "nearly memorises them; judge the comparison on a larger archive",
+            len(train_times),
+            dim,
+            MEMORISE_RATIO,
+        )
+    log.info("fitting PCA-%d and climatology on %d training hours", n_components, len(train_times))
+    pca = PCABaseline(n_components=n_components, coarsen=pca_coarsen)
+    pca.fit_archive(archive, train_times, batch=32)
+    clim = ClimatologyBaseline().fit_archive(archive, train_times, batch=32)
+    return pca, clim
+
+
+class _Scores:
+    """Verification accumulators by group ("all", "regime:...", "season:...") and method."""
+
+    def __init__(self, cell_km: float):
+        self.cell_km = cell_km
+        self.groups: dict[str, dict[str, Verification]] = defaultdict(dict)
+
+    def add(self, group: str, method: str, truth: np.ndarray, field: np.ndarray) -> None:
+        if method not in self.groups[group]:
+            self.groups[group][method] = Verification(cell_km=self.cell_km)
+        self.groups[group][method].accumulate(truth, field)
+
+    def compute(self, group: str) -> dict:
+        return {name: v.compute() for name, v in self.groups[group].items()}
+
+    def by(self, prefix: str) -> dict:
+        return {
+            g.split(":", 1)[1]: self.compute(g) for g in sorted(self.groups) if g.startswith(prefix)
+        }
+
+
+def _score_held_out(
+    archive: Archive,
+    held: np.ndarray,
+    model: EmbeddingModel,
+    pca: PCABaseline,
+    clim: ClimatologyBaseline,
+    batch: int,
+    keep: int,
+) -> tuple[_Scores, dict[str, np.ndarray], list[dict]]:
+    """Score every held-out hour, batch by batch: overall, by regime and by season. Returns the
+    scores, each method's codes of the held-out hours and ``keep`` example hours."""
+    labels = archive.manifest().set_index("time")["regime"]
+    scores = _Scores(model.grid.cell_size_km)
+    codes: dict[str, list[np.ndarray]] = {"autoencoder": [], "pca": []}
+    examples: list[dict] = []
+    for i in tqdm(range(0, len(held), batch), desc="evaluate", unit="batch"):
+        times = held[i : i + batch]
+        raw = archive.read_raw(times)
+        truth = decode_raw(raw)  # (n, ny, nx) dBZ, NaN = no data
+        z, recon = model.reconstruct_raw(raw)
+        z_pca = pca.encode(np.nan_to_num(truth, nan=0.0))
+        codes["autoencoder"].append(z)
+        codes["pca"].append(z_pca)
+        candidates = {
+            "autoencoder": recon,
+            "pca": pca.decode(z_pca),
+            "climatology": clim.predict(len(times)),
+        }
+        for j, t in enumerate(times):
+            regime = labels.get(t, "") or ""
+            groups = ["all", f"season:{SEASONS[int(str(t)[5:7])]}"]
+            groups += [f"regime:{regime}"] if regime else []
+            for name, fields in candidates.items():
+                for group in groups:
+                    scores.add(group, name, truth[j], fields[j])
+            if len(examples) < keep:
+                examples.append(
+                    {"time": t, "truth": truth[j], **{k: v[j] for k, v in candidates.items()}}
+                )
+    return scores, {k: np.concatenate(v) for k, v in codes.items()}, examples
+
+
+def _search_scores(
+    archive: Archive,
+    held: np.ndarray,
+    held_codes: dict[str, np.ndarray],
+    candidates: np.ndarray,
+    model: EmbeddingModel,
+    pca: PCABaseline,
+    batch: int,
+) -> dict:
+    """Search quality (:mod:`wxembed.evaluation.search_quality`) of the held-out hours as
+    queries among ``candidates`` (the training hours), for the autoencoder and PCA."""
+    cand_codes: dict[str, list[np.ndarray]] = {"autoencoder": [], "pca": []}
+    for i in range(0, len(candidates), batch):
+        raw = archive.read_raw(candidates[i : i + batch])
+        cand_codes["autoencoder"].append(model.encode_raw(raw))
+        cand_codes["pca"].append(pca.encode(np.nan_to_num(decode_raw(raw), nan=0.0)))
+
+    def batches():
+        for i in range(0, len(candidates), batch):
+            yield decode_raw(archive.read_raw(candidates[i : i + batch]))
+
+    def read(indices: np.ndarray) -> np.ndarray:
+        return decode_raw(archive.read_raw(candidates[np.asarray(indices)]))
+
+    return search_quality(
+        decode_raw(archive.read_raw(held)),
+        batches,
+        read,
+        held_codes,
+        {k: np.concatenate(v) for k, v in cand_codes.items()},
+        cell_km=model.grid.cell_size_km,
+    )
 
 
 def evaluate(
@@ -57,86 +202,51 @@ def evaluate(
     pca_coarsen: int = 1,
     batch: int = 8,
     keep: int = 0,
+    search: bool = True,
 ) -> dict:
-    """Every metric for the autoencoder, PCA with as many components, and climatology.
+    """Every metric for the autoencoder, PCA with as many components, and climatology, on the
+    held-out hours of ``archive_path``; with ``search``, also how well each code finds the
+    training hours most like each held-out hour (``"search"``).
 
-    ``keep`` > 0 also returns that many held-out hours' truth and reconstructions (for figures)
-    under the key ``"examples"`` (not JSON).
+    ``checkpoint`` is a checkpoint file or a model folder (its best checkpoint). ``keep`` > 0
+    also returns that many held-out hours' truth and reconstructions (for figures) under the key
+    ``"examples"`` (not JSON).
     """
     ckpt = Checkpoint(checkpoint)
     archive = Archive(archive_path)
     ckpt.check_grid(archive)  # before any long computation
     model = EmbeddingModel(ckpt, batch_size=batch)
-    grid = model.grid
-    train_times, held = held_out_split(archive, ckpt.val_start)
+    train_times, held, split = held_out_split(archive, ckpt.val_start)
     if max_hours:
         held = held[:max_hours]
     dim = model.embedding_dim
-    n_components = min(dim, len(train_times))
-    if n_components < dim:
-        log.warning("PCA gets %d components, not %d: only %d training hours", n_components, dim,
-                    len(train_times))  # fmt: skip
-    log.info("fitting PCA-%d and climatology on %d training hours", n_components, len(train_times))
-    pca = PCABaseline(n_components=n_components, coarsen=pca_coarsen).fit_archive(
-        archive, train_times, batch=32
-    )
-    clim = ClimatologyBaseline().fit_archive(archive, train_times, batch=32)
-
-    labels = archive.manifest().set_index("time")["regime"]
-    scorers: dict[str, dict[str, Verification]] = defaultdict(dict)
-
-    def scorer(group: str, name: str) -> Verification:
-        if name not in scorers[group]:
-            scorers[group][name] = Verification(cell_km=grid.cell_size_km)
-        return scorers[group][name]
-
-    examples = []
-    for i in tqdm(range(0, len(held), batch), desc="evaluate", unit="batch"):
-        times = held[i : i + batch]
-        raw = archive.read_raw(times)
-        truth = decode_raw(raw)  # (n, ny, nx) dBZ, NaN = no data
-        _, recon = model.reconstruct_raw(raw)
-        candidates = {
-            "autoencoder": recon,
-            "pca": pca.reconstruct(np.nan_to_num(truth, nan=0.0)),
-            "climatology": clim.predict(len(times)),
-        }
-        for j, t in enumerate(times):
-            regime = labels.get(t, "") or ""
-            season = SEASONS[int(str(t)[5:7])]
-            for name, fields in candidates.items():
-                for group in ("all", f"regime:{regime}" if regime else None, f"season:{season}"):
-                    if group:
-                        scorer(group, name).accumulate(truth[j], fields[j])
-            if len(examples) < keep:
-                examples.append(
-                    {"time": t, "truth": truth[j], **{k: v[j] for k, v in candidates.items()}}
-                )
-
-    def scores(group: str) -> dict:
-        return {name: v.compute() for name, v in scorers[group].items()}
-
+    pca, clim = _fit_baselines(archive, train_times, dim, pca_coarsen)
+    scores, held_codes, examples = _score_held_out(archive, held, model, pca, clim, batch, keep)
     result = {
         "checkpoint": str(ckpt.path),
         "archive": str(archive.path),
         "arch": ckpt.arch,
         "model_id": model.model_id,
         "embedding_dim": dim,
-        "pca_components": n_components,
+        "pca_components": pca.n_components,
         "train_hours": len(train_times),
+        "train_first": str(train_times[0]),
+        "train_last": str(train_times[-1]),
         "held_out_hours": len(held),
         "held_out_first": str(held[0]),
         "held_out_last": str(held[-1]),
-        "scores": scores("all"),
-        "by_regime": {
-            g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("regime:")
-        },
-        "by_season": {
-            g.split(":", 1)[1]: scores(g) for g in sorted(scorers) if g.startswith("season:")
-        },
-        "grid": grid.to_json(),
-        "compression": compression_ratio(grid.shape, dim),
+        "split": split,
+        "train_hours_per_code_number": round(len(train_times) / dim, 2),
+        "scores": scores.compute("all"),
+        "by_regime": scores.by("regime:"),
+        "by_season": scores.by("season:"),
+        "grid": model.grid.to_json(),
+        "compression": compression_ratio(model.grid.shape, dim),
     }
+    if search:
+        result["search"] = _search_scores(archive, held, held_codes, train_times, model, pca, batch)
+        for method in ("autoencoder", "pca"):
+            result["scores"][method].update(result["search"][method])
     result["autoencoder_beats_pca"] = beats(result["scores"], "autoencoder", "pca")
     if keep:
         result["examples"] = examples

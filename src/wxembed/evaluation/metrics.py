@@ -88,6 +88,7 @@ class Verification:
         cell_km: float = 3.0,
         floor_dbz: float | None = 0.0,
         ssim_data_range: float | None = 60.0,
+        ssim: bool = True,
     ) -> None:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.fss_threshold = float(fss_threshold)
@@ -95,6 +96,7 @@ class Verification:
         self.cell_km = float(cell_km)
         self.floor_dbz = None if floor_dbz is None else float(floor_dbz)
         self.ssim_data_range = None if ssim_data_range is None else float(ssim_data_range)
+        self.with_ssim = bool(ssim)
         if self.ssim_data_range is not None and self.ssim_data_range <= 0:
             raise ValueError(f"ssim_data_range must be positive, got {ssim_data_range}")
         self.fss_window_px = {w: window_pixels(w, self.cell_km) for w in self.fss_windows_km}
@@ -118,6 +120,7 @@ class Verification:
             self.cell_km,
             self.floor_dbz,
             self.ssim_data_range,
+            self.with_ssim,
         )
 
     def _floored(self, dbz: np.ndarray) -> np.ndarray:
@@ -167,7 +170,7 @@ class Verification:
             self.fss_num[w] += float(np.sum((pf - po) ** 2))
             self.fss_den[w] += float(np.sum(pf**2) + np.sum(po**2))
 
-        score = self._ssim(obs, fct, floor)
+        score = self._ssim(obs, fct, floor) if self.with_ssim else None
         if score is not None:
             self.ssim_sum += score
             self.n_ssim += 1
@@ -283,7 +286,8 @@ def score_kind(name: str) -> ScoreKind | None:
 
 
 def score_label(name: str) -> str:
-    """A score's table heading: ``csi_35`` -> "CSI ≥35 dBZ", ``fss_35_27km`` -> "FSS 35 dBZ, 27 km"."""
+    """A score's table heading: ``csi_35`` -> "CSI ≥35 dBZ", ``fss_35_27km`` ->
+    "FSS 35 dBZ, 27 km"."""
     kind = score_kind(name)
     if kind is None:
         return name

@@ -3,7 +3,7 @@
 Everything draws on :class:`matplotlib.figure.Figure` objects with the Agg canvas, never through
 ``pyplot``: no global state, no windows, safe in worker processes. Fields are drawn with
 ``imshow`` in the grid's own x/y coordinates (fast on the full 1059 x 1799 HRRR grid), the right
-way up whatever the sign of ``grid.dy``, with the outlines of :mod:`wxembed.outlines` on top.
+way up whatever the sign of ``grid.dy``, with the outlines of :mod:`wxembed.figures.outlines` on top.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def plot_field(
     North is up whatever the grid's scan order. ``outlines``: True for the packaged map outlines
     of the grid (none, with a logged warning, where no packaged file covers it), False for none,
     or outlines already in the grid's x/y coordinates (from
-    :func:`wxembed.outlines.outlines_for_grid`). Returns the image.
+    :func:`wxembed.figures.outlines.outlines_for_grid`). Returns the image.
     """
     cmap, norm = nws_reflectivity_cmap()
     im = _draw_image(ax, dbz, grid, cmap, norm, title, outlines)
@@ -347,7 +347,9 @@ def plot_matches(
     """One PNG with the query (when given) and each match of a search (``rank``, ``time``,
     ``distance``) read from ``archive``, titled with its time and distance."""
     times = matches["time"].values.astype("datetime64[s]")
-    fields = decode_raw(archive.read_raw(times)) if len(times) else np.zeros((0, *archive.grid.shape))
+    fields = (
+        decode_raw(archive.read_raw(times)) if len(times) else np.zeros((0, *archive.grid.shape))
+    )
     panels = ([(query_dbz, query_title)] if query_dbz is not None else []) + [
         (f, f"#{r} {format_time(t)}  d={d:.3g}")
         for f, r, t, d in zip(fields, matches["rank"], times, matches["distance"], strict=True)
@@ -386,5 +388,7 @@ def save_cluster_pngs(out_dir: str | Path, report: dict) -> list[Path]:
             f"cluster {c}: {size} hours ({100 * size / n:.0f}%), "
             f"nearest {report['nearest_hours'][c]}"
         )
-        pictures.append(save_field_png(out / f"cluster_{c:02d}.png", field, report["grid"], title=title))
+        pictures.append(
+            save_field_png(out / f"cluster_{c:02d}.png", field, report["grid"], title=title)
+        )
     return pictures

@@ -18,16 +18,17 @@ from wxembed.grid import Grid
 from wxembed.times import format_time
 
 ROWS = (
-    "mse", "mae", "csi_20", "csi_35", "csi_45", "bias_20", "pod_35", "far_35",
-    "fss_35_3km", "fss_35_9km", "fss_35_27km", "fss_35_81km", "ssim",
-    "recall_at_10", "analog_fss",
-)  # fmt: skip
+    *("mse", "mae", "csi_20", "csi_35", "csi_45", "bias_20", "pod_35", "far_35"),
+    *("fss_35_3km", "fss_35_9km", "fss_35_27km", "fss_35_81km", "ssim"),
+    *("recall_at_10", "analog_fss"),
+)
 """The scores the report's tables show, in order (labels and which way is better come from
 :data:`wxembed.evaluation.metrics.SCORE_KINDS`)."""
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; }
 th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: bold; background: #eef7ee; } figure { margin: 1.5em 0; }
 img { max-width: 100%; border: 1px solid #eee; } figcaption { color: #555; font-size: 0.9em; }
@@ -65,8 +66,10 @@ def metrics_table(scores: dict[str, dict]) -> str:
 
 def _figure(caption: str, png: str | Path) -> str:
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")  # fmt: skip
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _compression_text(c: dict) -> str:
@@ -87,24 +90,33 @@ def write_report(
     """Write the report: facts about the run, the metrics tables (overall, by regime, by season)
     and every figure, embedded, so the one file can be mailed or archived."""
     path = Path(path)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p class='note'>Made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by wxembed.</p>"]  # fmt: skip
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>",
+        f"<body><h1>{html.escape(title)}</h1>",
+        f"<p class='note'>Made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by wxembed.</p>",
+    ]
     facts = {
         "model": f"{evaluation['arch']} ({evaluation['embedding_dim']} numbers per image)",
         "archive": evaluation["archive"],
         "held-out hours": f"{evaluation['held_out_hours']} ({evaluation['held_out_first']} to "
         f"{evaluation['held_out_last']}), after {evaluation['train_hours']} training hours",
-        "baselines": f"PCA/EOF with {evaluation['pca_components']} components fit on the training hours; "
+        "baselines": f"PCA/EOF with {evaluation['pca_components']} components fit on the "
+        "training hours; "
         "the mean training image (climatology)",
         "compression": _compression_text(evaluation["compression"]),
         **(facts or {}),
     }
-    parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                                     for k, v in facts.items()) + "</table>")  # fmt: skip
+    rows = (
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    parts.append("<table>" + "".join(rows) + "</table>")
     parts.append("<h2>Scores on the held-out hours</h2>")
-    parts.append("<p class='note'>Fields are floored at 0 dBZ before scoring; — marks a score that is "
-                 "undefined (no events in truth or forecast). Bold: the best in its row.</p>")  # fmt: skip
+    parts.append(
+        "<p class='note'>Fields are floored at 0 dBZ before scoring; — marks a score that is "
+        "undefined (no events in truth or forecast). Bold: the best in its row.</p>"
+    )
     parts.append(metrics_table(evaluation["scores"]))
     for group in ("by_regime", "by_season"):
         for name, scores in evaluation.get(group, {}).items():
@@ -163,10 +175,19 @@ def build_report(
                     ),
                 )
             )
-            figures.append((f"Held-out hour {t}: original, PCA reconstruction with as many numbers, difference",
-                            save_comparison_png(Path(tmp) / f"pca{i}.png", ex["truth"], ex["pca"], grid,
-                                                titles=(f"original {t}", "PCA", "PCA - original"))))  # fmt: skip
-        log_csv = Path(evaluation["checkpoint"]).resolve().parent.parent / "logs" / "version_0" / "metrics.csv"
+            pca_png = save_comparison_png(
+                Path(tmp) / f"pca{i}.png",
+                ex["truth"],
+                ex["pca"],
+                grid,
+                titles=(f"original {t}", "PCA", "PCA - original"),
+            )
+            caption = (
+                f"Held-out hour {t}: original, PCA reconstruction with as many numbers, difference"
+            )
+            figures.append((caption, pca_png))
+        model_dir = Path(evaluation["checkpoint"]).resolve().parent.parent
+        log_csv = model_dir / "logs" / "version_0" / "metrics.csv"
         if log_csv.exists():
             figures.append(
                 ("Training and validation loss", save_loss_png(Path(tmp) / "loss.png", log_csv))

@@ -208,7 +208,6 @@ def _lookup_mask(values: np.ndarray, allowed: np.ndarray, size: int) -> np.ndarr
     return table[values]  # (n,) via a lookup table: one gather, no per-value comparison
 
 
-
 def check_k(k) -> None:
     """Raise :class:`EmbeddingIndexError` unless ``k`` (neighbours, clusters) is a whole number
     of at least 1."""
@@ -281,6 +280,7 @@ def search_set(
             "distance": dist,
         }
     )
+
 
 def select_candidates(
     vs: EmbeddingSet, exclude_hours, around, months, hours, start, end

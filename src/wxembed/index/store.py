@@ -95,7 +95,8 @@ class EmbeddingIndex:
                 have = {
                     r[0]
                     for r in self._con.execute(
-                        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = 'main'"
                     ).fetchall()
                 }
                 missing = [t for t in _TABLES if t not in have]
@@ -225,12 +226,14 @@ class EmbeddingIndex:
                     "CREATE OR REPLACE TEMP TABLE _wxembed_staged AS "
                     "SELECT CAST(time AS TIMESTAMP) AS time, "
                     "CAST(embedding AS FLOAT[]) AS embedding "
-                    f"FROM {source} QUALIFY row_number() OVER (PARTITION BY time) = 1",  # noqa: S608 - a fixed name, not user text
+                    # source: a fixed name or "read_parquet(?)", never user text
+                    f"FROM {source} QUALIFY row_number() OVER (PARTITION BY time) = 1",
                     params,
                 )
                 n, bad_len, bad_val = con.execute(
                     "SELECT count(*), count(*) FILTER (len(embedding) != ?), "
-                    "count(*) FILTER (list_count(list_filter(embedding, lambda x: isnan(x) OR isinf(x))) > 0) "
+                    "count(*) FILTER (list_count(list_filter(embedding, "
+                    "lambda x: isnan(x) OR isinf(x))) > 0) "
                     "FROM _wxembed_staged",
                     [info.embedding_dim],
                 ).fetchall()[0]
@@ -251,7 +254,7 @@ class EmbeddingIndex:
                     )
                 replaced = self.count(info.model_id)
                 for t in ("embeddings", "clusters", "centroids"):
-                    con.execute(f"DELETE FROM {t} WHERE model_id = ?", [info.model_id])  # noqa: S608
+                    con.execute(f"DELETE FROM {t} WHERE model_id = ?", [info.model_id])
                 con.execute(
                     "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
@@ -316,7 +319,8 @@ class EmbeddingIndex:
             return cached
         d = info.embedding_dim
         arrow = self._con.sql(
-            f"SELECT epoch(time)::BIGINT AS seconds, embedding::FLOAT[{d}] AS embedding "  # d: an int from the models table
+            # d is an int from the models table, not user text
+            f"SELECT epoch(time)::BIGINT AS seconds, embedding::FLOAT[{d}] AS embedding "
             "FROM embeddings WHERE model_id = $model ORDER BY time",
             params={"model": info.model_id},
         ).to_arrow_table()

@@ -121,7 +121,9 @@ class Checkpoint:
         try:
             self.grid = Grid.from_json(self.hparams["grid_json"])
         except (KeyError, TypeError, ValueError, GridError) as exc:
-            raise CheckpointError(f"{self.path}: no usable grid in the checkpoint ({exc})") from None
+            raise CheckpointError(
+                f"{self.path}: no usable grid in the checkpoint ({exc})"
+            ) from None
 
     @property
     def arch(self) -> str:

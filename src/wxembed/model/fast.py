@@ -18,7 +18,7 @@ by depth-to-space and cropped back to the grid::
 
 The output clamp passes gradients through unchanged, so a pixel predicted below zero where the
 target has echo is still pushed up (a ReLU output would leave it stuck at zero). Train it with
-:func:`wxembed.model.common.logcosh_csi` (the default of ``wxembed train``), which weights
+:func:`wxembed.model.losses.logcosh_csi` (the default of ``wxembed train``), which weights
 strong echoes and charges missed and spurious 35 dBZ cores: an earlier space-to-depth probe
 trained with a plain loss blurred intense cells away (CSI 0 at 35 dBZ).
 """
@@ -108,7 +108,7 @@ def _init(module: nn.Module) -> None:
 
 
 class ResBlock(nn.Module):
-    """``x + conv3x3(act(conv3x3(act(x))))``, the second conv zero-initialised (starts as identity)."""
+    """``x + conv3x3(act(conv3x3(act(x))))``; the second conv starts at zero (an identity)."""
 
     def __init__(self, channels: int, act: type[nn.Module]):
         super().__init__()

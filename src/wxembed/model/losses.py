@@ -147,5 +147,3 @@ def scheduled_lr(schedule: str, lr: float, progress: float) -> float:
     if p < WARMUP:
         return lr * (p + 1e-3) / WARMUP
     return lr * 0.5 * (1.0 + math.cos(math.pi * (p - WARMUP) / (1.0 - WARMUP)))
-
-

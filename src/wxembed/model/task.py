@@ -54,8 +54,15 @@ class AutoencoderModule(L.LightningModule):
         x = self._inputs(raw)
         recon = self.net(x)
         loss = self.loss_fn(recon.float(), x.float())
-        self.log(f"{stage}_loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=stage != "train",
-                 batch_size=x.shape[0], sync_dist=stage != "train")  # fmt: skip
+        self.log(
+            f"{stage}_loss",
+            loss,
+            prog_bar=True,
+            on_step=stage == "train",
+            on_epoch=stage != "train",
+            batch_size=x.shape[0],
+            sync_dist=stage != "train",
+        )
         if stage == "val":
             mse_dbz = torch.mean(((recon.float() - x.float()) * NETWORK_MAX_DBZ) ** 2)
             self.log("val_mse_dbz", mse_dbz, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
