@@ -6,7 +6,7 @@ Layout (CF conventions, opens with ``xarray.open_zarr``)::
     time         (time)       int64   valid time, seconds since 1970-01-01 (the slot table)
     status       (time)       uint8   manifest: 0 pending, 1 stored, 2 missing, 3 failed
     reason       (time)       str     manifest: why an hour is missing or failed ("" when stored)
-    missing_values (time)     int32   manifest: points the source flagged missing (stored as no echo)
+    missing_values (time)     int32   manifest: points the source flagged missing, now no echo
     source       (time)       str     provenance: the file or URL each hour came from
     regime       (time)       str     ground-truth label where one exists (synthetic storms)
     y, x, lat, lon, crs               coordinates and the CF grid-mapping variable
@@ -45,7 +45,15 @@ log = logging.getLogger(__name__)
 PENDING, STORED, MISSING, FAILED = 0, 1, 2, 3
 STATUS_NAMES = ("pending", "stored", "missing", "failed")
 
-_MANIFEST_VARS = ("status", "reason", "missing_values", "source", "regime")
+_MANIFEST_ARRAYS = (
+    ("status", "uint8", PENDING, "manifest status of the hour"),
+    ("reason", str, "", "why the hour is missing or failed"),
+    ("missing_values", "int32", 0, "points flagged missing by the source, stored as no echo"),
+    ("source", str, "", "file or URL the hour came from"),
+    ("regime", str, "", "ground-truth weather regime label, where known"),
+)
+"""(name, dtype, fill value, long name) of the manifest's per-slot arrays."""
+_MANIFEST_VARS = tuple(name for name, *_ in _MANIFEST_ARRAYS)
 
 
 @dataclass(frozen=True)
@@ -88,106 +96,31 @@ class Archive:
     ) -> Archive:
         """Create an empty archive on ``grid``; with ``exist_ok``, open one that is already there
         (it must be on the same grid)."""
-
-
-
         path = Path(path)
         if (path / "zarr.json").exists():
             if not exist_ok:
                 raise ArchiveError(f"{path}: an archive already exists here")
-            archive = cls(path)
-            try:
-                archive.grid.check_same(grid, what=f"archive {path}")
-            except GridError as exc:
-                raise ArchiveError(f"{path}: {exc}; asked for {grid.describe()}") from None
-            return archive
+            return cls._reopen(path, grid)
         if path.exists() and any(path.iterdir()):
             raise ArchiveError(f"{path}: exists and is not an empty folder or an archive")
-
         path.parent.mkdir(parents=True, exist_ok=True)
         root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update(
-            {
-                "Conventions": "CF-1.10",
-                "title": title or f"Composite radar reflectivity on {grid.name}",
-                "source": source,
-                "institution": "made with wxembed",
-                "history": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} created by wxembed {__version__}",
-                "wxembed_grid": grid.to_json(),
-                "wxembed_version": __version__,
-            }
-        )
-        zstd = [ZstdCodec(level=5)]
-        ny, nx = grid.shape
-        refl = root.create_array(
-            "reflectivity", shape=(0, ny, nx), chunks=(1, ny, nx), dtype="uint8",
-            fill_value=NODATA, compressors=zstd, dimension_names=["time", "y", "x"],
-        )  # fmt: skip
-        refl.attrs.update(
-            {
-                "long_name": "composite radar reflectivity",
-                "standard_name": "equivalent_reflectivity_factor",
-                "units": "dBZ",
-                "scale_factor": SCALE_FACTOR,
-                "add_offset": ADD_OFFSET,
-                "_FillValue": NODATA,
-                "grid_mapping": "crs",
-                "coordinates": "lat lon",
-                "comment": f"no echo and missing points are stored as {ADD_OFFSET} dBZ; "
-                "no data (outside coverage) as the fill value",
-            }
-        )
-        time = root.create_array(
-            "time",
-            shape=(0,),
-            chunks=(4096,),
-            dtype="int64",
-            fill_value=0,
-            dimension_names=["time"],
-        )
-        time.attrs.update(
-            {"standard_name": "time", "long_name": "valid time", "axis": "T",
-             "units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"}
-        )  # fmt: skip
-        for name, dtype, fill, attrs in [
-            ("status", "uint8", PENDING, {"long_name": "manifest status of the hour",
-                                          "flag_values": list(range(4)), "flag_meanings": " ".join(STATUS_NAMES)}),
-            ("reason", str, "", {"long_name": "why the hour is missing or failed"}),
-            ("missing_values", "int32", 0, {"long_name": "points flagged missing by the source, stored as no echo"}),
-            ("source", str, "", {"long_name": "file or URL the hour came from"}),
-            ("regime", str, "", {"long_name": "ground-truth weather regime label, where known"}),
-        ]:  # fmt: skip
-            arr = root.create_array(
-                name,
-                shape=(0,),
-                chunks=(1,),
-                dtype=dtype,
-                fill_value=fill,
-                dimension_names=["time"],
-            )
-            arr.attrs.update(attrs)
-        lat, lon = grid.latlon()
-        for name, values, attrs in [
-            ("y", grid.y, _axis_attrs(grid, "y")),
-            ("x", grid.x, _axis_attrs(grid, "x")),
-        ]:
-            arr = root.create_array(
-                name, shape=values.shape, dtype="float64", dimension_names=[name]
-            )
-            arr[:] = values
-            arr.attrs.update(attrs)
-        for name, values, units in [("lat", lat, "degrees_north"), ("lon", lon, "degrees_east")]:
-            arr = root.create_array(
-                name, shape=(ny, nx), dtype="float32", compressors=zstd, dimension_names=["y", "x"]
-            )
-            arr[:] = values.astype(np.float32)
-            arr.attrs.update(
-                {"units": units, "standard_name": "latitude" if name == "lat" else "longitude"}
-            )
-        crs = root.create_array("crs", shape=(), dtype="int32", fill_value=0, dimension_names=[])
-        crs.attrs.update(grid.cf_grid_mapping())
+        root.attrs.update(_global_attrs(grid, title, source))
+        _create_reflectivity(root, grid)
+        _create_manifest(root)
+        _create_coordinates(root, grid)
         log.info("created archive %s on %s", path, grid.describe())
         return cls(path)
+
+    @classmethod
+    def _reopen(cls, path: Path, grid: Grid) -> Archive:
+        """The archive at ``path``, which must be on ``grid``."""
+        archive = cls(path)
+        try:
+            archive.grid.check_same(grid, what=f"archive {path}")
+        except GridError as exc:
+            raise ArchiveError(f"{path}: {exc}; asked for {grid.describe()}") from None
+        return archive
 
     # ---- the slot table and the manifest -----------------------------------------------------
     def _slot_seconds(self) -> np.ndarray:
@@ -233,7 +166,8 @@ class Archive:
         return np.array([index[int(t)] for t in wanted], dtype=np.int64)
 
     def manifest(self) -> pd.DataFrame:
-        """One row per slot, sorted by time: time, status, reason, missing_values, source, regime."""
+        """One row per slot, sorted by time: time, status, reason, missing_values, source, regime
+        and the slot's index."""
         g = self._group
         n = g["time"].shape[0]
         df = pd.DataFrame(
@@ -277,8 +211,10 @@ class Archive:
         except GridError as exc:
             raise GridError(f"{exc} (archive {self.path})") from None
         if field.dbz.shape != self.grid.shape:
-            raise GridError(f"field for {format_time(field.time)} has shape {field.dbz.shape}, "
-                            f"expected {self.grid.shape} (archive {self.path})")  # fmt: skip
+            raise GridError(
+                f"field for {format_time(field.time)} has shape {field.dbz.shape}, "
+                f"expected {self.grid.shape} (archive {self.path})"
+            )
         (slot,) = self.allocate([field.time])
         g = self._group
         if not overwrite and int(g["status"][slot]) == STORED:
@@ -290,7 +226,9 @@ class Archive:
         g["regime"][slot] = field.labels.get("regime", "")
         g["reason"][slot] = ""
         g["status"][slot] = STORED  # ... then the status that commits it
-        return HourRecord(as_time(field.time), "stored", "", field.source, int(field.missing_values))
+        return HourRecord(
+            as_time(field.time), "stored", "", field.source, int(field.missing_values)
+        )
 
     def record(self, time, status: str, reason: str, source: str = "") -> HourRecord:
         """Record an hour that could not be stored (``missing`` or ``failed``) with its reason.
@@ -330,9 +268,10 @@ class Archive:
 
     def read_raw(self, times) -> np.ndarray:
         """uint8 codes of the given stored hours, shape ``(len(times), ny, nx)``."""
+        if not len(np.atleast_1d(times)):
+            return np.zeros((0, *self.grid.shape), np.uint8)
         refl = self._group["reflectivity"]
-        return np.stack([refl[int(s)] for s in self._slots_of(times)]) if len(np.atleast_1d(times)) else (
-            np.zeros((0, *self.grid.shape), np.uint8))  # fmt: skip
+        return np.stack([refl[int(s)] for s in self._slots_of(times)])  # (n, ny, nx)
 
     def read_dbz(self, time) -> np.ndarray:
         """One stored hour in dBZ (float32, NaN = no data)."""
@@ -340,7 +279,7 @@ class Archive:
 
     def dataset(self, *, all_slots: bool = False):
         """The archive as a lazy ``xarray.Dataset`` (dBZ decoded), stored hours sorted by time."""
-        import xarray as xr
+        import xarray as xr  # slow to import, and only this view needs it
 
         ds = xr.open_zarr(str(self.path), consolidated=False, chunks=None)
         ds = ds.set_coords([v for v in ("lat", "lon", "crs") if v in ds])
@@ -350,8 +289,103 @@ class Archive:
         return ds.isel(time=m.loc[m.status == "stored", "slot"].to_numpy())
 
 
+# ---- the layout, array by array (see the module docstring) -------------------------------------
+
+_ZSTD = (ZstdCodec(level=5),)
+
+
+def _global_attrs(grid: Grid, title: str, source: str) -> dict:
+    """The root group's CF attributes, and the grid and version that made it."""
+    created = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    return {
+        "Conventions": "CF-1.10",
+        "title": title or f"Composite radar reflectivity on {grid.name}",
+        "source": source,
+        "institution": "made with wxembed",
+        "history": f"{created} created by wxembed {__version__}",
+        "wxembed_grid": grid.to_json(),
+        "wxembed_version": __version__,
+    }
+
+
+def _create_reflectivity(root: zarr.Group, grid: Grid) -> None:
+    """``reflectivity (time, y, x)``: uint8 codes, one hour a chunk, no hours yet."""
+    ny, nx = grid.shape
+    refl = root.create_array(
+        "reflectivity",
+        shape=(0, ny, nx),
+        chunks=(1, ny, nx),
+        dtype="uint8",
+        fill_value=NODATA,
+        compressors=list(_ZSTD),
+        dimension_names=["time", "y", "x"],
+    )
+    refl.attrs.update(
+        {
+            "long_name": "composite radar reflectivity",
+            "standard_name": "equivalent_reflectivity_factor",
+            "units": "dBZ",
+            "scale_factor": SCALE_FACTOR,
+            "add_offset": ADD_OFFSET,
+            "_FillValue": NODATA,
+            "grid_mapping": "crs",
+            "coordinates": "lat lon",
+            "comment": f"no echo and missing points are stored as {ADD_OFFSET} dBZ; "
+            "no data (outside coverage) as the fill value",
+        }
+    )
+
+
+def _create_manifest(root: zarr.Group) -> None:
+    """The slot table ``time`` and the manifest's arrays, all along ``time``, all empty."""
+    time = root.create_array(
+        "time", shape=(0,), chunks=(4096,), dtype="int64", fill_value=0, dimension_names=["time"]
+    )
+    time.attrs.update(
+        {
+            "standard_name": "time",
+            "long_name": "valid time",
+            "axis": "T",
+            "units": "seconds since 1970-01-01",
+            "calendar": "proleptic_gregorian",
+        }
+    )
+    for name, dtype, fill, long_name in _MANIFEST_ARRAYS:
+        arr = root.create_array(
+            name, shape=(0,), chunks=(1,), dtype=dtype, fill_value=fill, dimension_names=["time"]
+        )
+        attrs: dict = {"long_name": long_name}
+        if name == "status":
+            attrs |= {"flag_values": list(range(4)), "flag_meanings": " ".join(STATUS_NAMES)}
+        arr.attrs.update(attrs)
+
+
+def _create_coordinates(root: zarr.Group, grid: Grid) -> None:
+    """``y``, ``x``, 2-D ``lat`` and ``lon``, and the CF grid-mapping variable ``crs``."""
+    for name, values in (("y", grid.y), ("x", grid.x)):
+        arr = root.create_array(name, shape=values.shape, dtype="float64", dimension_names=[name])
+        arr[:] = values
+        arr.attrs.update(_axis_attrs(grid, name))
+    lat, lon = grid.latlon()
+    for name, values, units in [("lat", lat, "degrees_north"), ("lon", lon, "degrees_east")]:
+        arr = root.create_array(
+            name,
+            shape=grid.shape,
+            dtype="float32",
+            compressors=list(_ZSTD),
+            dimension_names=["y", "x"],
+        )
+        arr[:] = values.astype(np.float32)
+        arr.attrs.update(
+            {"units": units, "standard_name": "latitude" if name == "lat" else "longitude"}
+        )
+    crs = root.create_array("crs", shape=(), dtype="int32", fill_value=0, dimension_names=[])
+    crs.attrs.update(grid.cf_grid_mapping())
+
+
 def _axis_attrs(grid: Grid, axis: str) -> dict:
     if grid.is_geographic:
-        return ({"standard_name": "longitude", "units": "degrees_east", "axis": "X"} if axis == "x"
-                else {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"})  # fmt: skip
+        if axis == "x":
+            return {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
+        return {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
     return {"standard_name": f"projection_{axis}_coordinate", "units": "m", "axis": axis.upper()}

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
+import pyproj  # before eccodes, wherever that is imported: the reverse order crashes pyproj
 
 from wxembed.errors import GridError
 
@@ -22,6 +23,8 @@ from wxembed.errors import GridError
 HRRR_PROJ = (
     "+proj=lcc +lat_1=38.5 +lat_2=38.5 +lat_0=38.5 +lon_0=262.5 +R=6371229 +units=m +no_defs"
 )
+KM_PER_DEG = 111.195
+"""Kilometres per degree of latitude (and of longitude at the equator), on a 6371 km sphere."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,8 @@ class Grid:
         return self.nx * self.ny
 
     @cached_property
-    def pyproj_crs(self):
-        import pyproj  # pyproj before eccodes: the reverse order has crashed pyproj
-
+    def pyproj_crs(self) -> pyproj.CRS:
+        """The CRS as a ``pyproj.CRS``."""
         return pyproj.CRS.from_user_input(self.crs)
 
     @property
@@ -87,8 +89,7 @@ class Grid:
         if not self.is_geographic:
             return math.sqrt(abs(self.dx * self.dy)) / 1000.0
         lat = math.radians(self.y0 + self.dy * (self.ny - 1) / 2)
-        km_per_deg = 111.195
-        return math.sqrt(abs(self.dx) * km_per_deg * math.cos(lat) * abs(self.dy) * km_per_deg)
+        return math.sqrt(abs(self.dx) * KM_PER_DEG * math.cos(lat) * abs(self.dy) * KM_PER_DEG)
 
     @property
     def x(self) -> np.ndarray:
@@ -107,8 +108,6 @@ class Grid:
             if self.is_geographic:
                 lat, lon = yy, xx
             else:
-                import pyproj
-
                 to_geo = pyproj.Transformer.from_crs(
                     self.pyproj_crs, self.pyproj_crs.geodetic_crs, always_xy=True
                 )
@@ -121,8 +120,6 @@ class Grid:
         """Longitude/latitude (degrees) to this grid's x/y coordinates."""
         if self.is_geographic:
             return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
-        import pyproj
-
         to_xy = pyproj.Transformer.from_crs(
             self.pyproj_crs.geodetic_crs, self.pyproj_crs, always_xy=True
         )
@@ -214,8 +211,6 @@ def lambert_grid(
     name: str, proj: str, nx: int, ny: int, lat0: float, lon0: float, dx: float, dy: float
 ) -> Grid:
     """A projected grid from the lat/lon of its first point, as GRIB2 describes one."""
-    import pyproj
-
     crs = pyproj.CRS.from_user_input(proj)
     to_xy = pyproj.Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
     x0, y0 = to_xy.transform(lon0, lat0)

@@ -268,6 +268,19 @@ def embed_archive(
     with EmbeddingIndex(index_path) as index:
         loaded = index.replace_model(plan.info, parquet_files=shards, expected_rows=len(plan.hours))
     log.info("embedded %d hours with %s in %.1f s", len(plan.hours), plan.info.model_id, seconds)
+    used = resolve_device(device) if local else device
+    return _embed_summary(plan, index_path, loaded["replaced"], seconds, used, shards)
+
+
+def _embed_summary(
+    plan: EmbedPlan,
+    index_path: str | Path,
+    replaced: int,
+    seconds: float,
+    device: str,
+    shards: list[Path],
+) -> dict:
+    """What :func:`embed_archive` reports: model, hours, timing, rows replaced, shard files."""
     return {
         "model_id": plan.info.model_id,
         "arch": plan.info.arch,
@@ -277,10 +290,10 @@ def embed_archive(
         "hours": len(plan.hours),
         "first": format_time(from_seconds(plan.hours[0][0])),
         "last": format_time(from_seconds(plan.hours[-1][0])),
-        "replaced": loaded["replaced"],
+        "replaced": replaced,
         "seconds": round(seconds, 3),
         "hours_per_s": round(len(plan.hours) / seconds, 3) if seconds > 0 else None,
-        "device": resolve_device(device) if local else device,
+        "device": device,
         "shards": [str(p) for p in shards],
     }
 

@@ -1,9 +1,11 @@
 """Fetch HRRR composite reflectivity from the public archive by byte range, resumably.
 
-For each hour the reader reads the GRIB2 file's ``.idx`` inventory, finds the REFC message's
-byte range (:func:`wxembed.sources.hrrr.message_range`) and fetches only that range with an HTTP
-``Range`` request: about 1 MB of a 100+ MB file. The message is checked (it must be exactly one
-GRIB2 message, and REFC) and decoded straight into the archive; the file is never kept.
+For each hour the reader (:func:`wxembed.sources.http.fetch_hour`) reads the GRIB2 file's
+``.idx`` inventory, finds the REFC message's byte range and fetches only that range with an HTTP
+``Range`` request: about 1 MB of a 100+ MB file. The message is checked (exactly one GRIB2
+message, REFC, valid at the hour asked for) and decoded straight into the archive; the file is
+never kept. What each hour moved goes to the progress ledger (:mod:`wxembed.pipelines.progress`),
+which feeds the progress bar's rate and the :class:`FetchReport`.
 
 Hours run through the ingest pipeline (:func:`wxembed.pipelines.ingest.run_tasks`), keyed by
 valid time, so hours already stored are skipped and every other hour ends in the manifest:
@@ -86,6 +88,7 @@ def _fetch_totals(rows: list[list[str]]) -> dict[str, int]:
 
 
 def _rate(rows: list[list[str]], seconds: float) -> str:
+    """The progress bar's note: bytes fetched so far, and their rate."""
     fetched = _fetch_totals(rows)["bytes"]
     return f"{human_bytes(fetched)}, {human_bytes(fetched / max(seconds, 1e-9))}/s"
 
@@ -112,7 +115,8 @@ def fetch_hours(
     progress: bool = True,
     config: FetchConfig | None = None,
 ) -> FetchReport:
-    """Fetch REFC for every hour in ``[start, end)`` into an archive (created on ``grid`` if absent).
+    """Fetch REFC for every hour in ``[start, end)`` into an archive (created on ``grid`` if
+    absent).
 
     ``base_url``, when given, is the only mirror asked; else ``mirrors`` in order. ``mirrors``,
     ``base_url`` and ``fxx`` override those of ``config``, which sets timeouts and retries.
@@ -148,19 +152,25 @@ def fetch_hours(
             postfix=_rate,
         )
         seconds = time.perf_counter() - t0
-        totals = _fetch_totals(ledger.rows())
-    out = FetchReport(
+        out = _fetch_report(report, ledger.rows(), seconds)
+    log.debug("%s", describe_fetch(out))
+    return out
+
+
+def _fetch_report(report: IngestReport, rows: list[list[str]], seconds: float) -> FetchReport:
+    """The ingest's report, with what the ledger's ``fetch`` rows say went over the network."""
+    totals = _fetch_totals(rows)
+    return FetchReport(
         **{f.name: getattr(report, f.name) for f in fields(IngestReport)},
         hours_fetched=totals["hours"],
         bytes_fetched=totals["bytes"],
         whole_file_bytes=totals["whole_file_bytes"],
         seconds=round(seconds, 3),
     )
-    log.debug("%s", describe_fetch(out))
-    return out
 
 
 def human_bytes(n: float) -> str:
+    """``512 B``, ``1.5 MB``: a byte count in decimal units."""
     for unit in ("B", "kB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -181,5 +191,6 @@ def describe_fetch(report: FetchReport) -> str:
         if report.whole_file_bytes:
             line += f"; the whole files are {human_bytes(report.whole_file_bytes)}"
     return line
+
 
 __all__ = ["FetchReport", "describe_fetch", "fetch_hours", "read_hour", "resolve_mirrors"]

@@ -30,7 +30,14 @@ from wxembed.pipelines import pipeline_options
 from wxembed.pipelines.progress import Ledger, progress_bar, temporary_ledger
 from wxembed.sources import DecodedField
 from wxembed.sources import hrrr as hrrr_layout
-from wxembed.sources.formats import INPUT_PATTERNS, KINDS, READERS, Reader, kind_of, time_from_path
+from wxembed.sources.formats import (
+    INPUT_PATTERNS,
+    KINDS,
+    READERS,
+    Reader,
+    kind_of,
+    time_from_path,
+)
 from wxembed.sources.synthetic import SynthConfig, render_hour
 from wxembed.times import format_time, hour_range, to_seconds
 
@@ -52,16 +59,22 @@ class IngestReport:
     """What an ingest did, hour by hour."""
 
     archive: Path
+    """The archive written to."""
     records: list[dict] = field(default_factory=list)
+    """One manifest record per hour worked on (time, status, reason, source, missing_values),
+    sorted by time."""
     skipped: int = 0
+    """Hours skipped because the archive already held them."""
 
     def counts(self) -> dict[str, int]:
+        """Hours stored, missing, failed and skipped."""
         out = {"stored": 0, "missing": 0, "failed": 0, "skipped": self.skipped}
         for r in self.records:
             out[r["status"]] = out.get(r["status"], 0) + 1
         return out
 
     def problems(self) -> list[dict]:
+        """The records of the hours that ended missing or failed."""
         return [r for r in self.records if r["status"] in ("missing", "failed")]
 
 
@@ -151,7 +164,8 @@ def run_tasks(
     """Run ``tasks`` through the Beam pipeline into ``archive``; skip hours already stored.
 
     With ``progress``, a bar counts the hours the workers finish (in ``ledger``, or a
-    temporary one); ``postfix`` adds a note to it (see :func:`~wxembed.pipelines.progress.progress_bar`).
+    temporary one); ``postfix`` adds a note to it (see
+    :func:`~wxembed.pipelines.progress.progress_bar`).
     """
     stored = set(to_seconds(archive.stored_times()).tolist())
     todo = [t for t in tasks if t.time is None or int(to_seconds(t.time)[0]) not in stored]
@@ -172,16 +186,18 @@ def run_tasks(
             ledger=ledger.folder if progress else None,
         )
         options = pipeline_options(beam_args, workers=min(workers, len(todo)))
-        with progress_bar(ledger if progress else None, len(todo), label, postfix=postfix, count=_hours_done):
-            with beam.Pipeline(options=options) as root:
-                _ = (
-                    root
-                    | "Hours" >> beam.Create(todo)
-                    | "Spread" >> beam.Reshuffle()
-                    | "Store" >> beam.Map(store)
-                    | "AsJson" >> beam.Map(json.dumps)
-                    | "Report" >> beam.io.WriteToText(out, file_name_suffix=".jsonl")
-                )
+        bar = progress_bar(
+            ledger if progress else None, len(todo), label, postfix=postfix, count=_hours_done
+        )
+        with bar, beam.Pipeline(options=options) as root:
+            _ = (
+                root
+                | "Hours" >> beam.Create(todo)
+                | "Spread" >> beam.Reshuffle()
+                | "Store" >> beam.Map(store)
+                | "AsJson" >> beam.Map(json.dumps)
+                | "Report" >> beam.io.WriteToText(out, file_name_suffix=".jsonl")
+            )
         for part in sorted(Path(tmp).glob("records*.jsonl")):
             report.records += [json.loads(line) for line in part.read_text().splitlines() if line]
     report.records.sort(key=lambda r: (r["time"] is None, r["time"] or "", r["source"]))
@@ -189,6 +205,7 @@ def run_tasks(
 
 
 def _hours_done(rows: list[list[str]]) -> int:
+    """Hours finished, as the ledger's ``hour`` rows count them."""
     return sum(1 for r in rows if r[0] == "hour")
 
 
@@ -255,7 +272,7 @@ def _render(key: str, *, config: SynthConfig) -> DecodedField:
 
 
 def ingest_synthetic(
-    config,
+    config: SynthConfig,
     start,
     hours: int,
     archive_path: str | Path,
@@ -266,19 +283,32 @@ def ingest_synthetic(
 ) -> IngestReport:
     """Generate ``hours`` synthetic hours from ``start`` straight into an archive."""
     archive = Archive.create(
-        archive_path, config.grid, exist_ok=True, title="Synthetic composite reflectivity (wxembed)",
+        archive_path,
+        config.grid,
+        exist_ok=True,
+        title="Synthetic composite reflectivity (wxembed)",
         source=f"wxembed synthetic storm generator, seed {config.seed}",
-    )  # fmt: skip
-    times = hour_range(start, hours)
-    tasks = [Task(key=str(t), time=str(t)) for t in times]
-    return run_tasks(tasks, synth_reader(config), archive, beam_args=beam_args, workers=workers,
-                     progress=progress, label="synth")  # fmt: skip
+    )
+    tasks = [Task(key=str(t), time=str(t)) for t in hour_range(start, hours)]
+    reader = synth_reader(config)
+    return run_tasks(
+        tasks,
+        reader,
+        archive,
+        beam_args=beam_args,
+        workers=workers,
+        progress=progress,
+        label="synth",
+    )
 
 
 def describe_report(report: IngestReport) -> str:
+    """One line: the archive and how many hours were stored, missing, failed or skipped."""
     c = report.counts()
-    return (f"{report.archive}: {c['stored']} stored, {c['missing']} missing, {c['failed']} failed, "
-            f"{c['skipped']} already there")  # fmt: skip
+    return (
+        f"{report.archive}: {c['stored']} stored, {c['missing']} missing, {c['failed']} failed, "
+        f"{c['skipped']} already there"
+    )
 
 
 __all__ = [
@@ -290,5 +320,5 @@ __all__ = [
     "ingest_synthetic",
     "run_tasks",
     "store_hour",
-    "time_from_path",
+    "synth_reader",
 ]

@@ -3,6 +3,14 @@
 Every reader turns one file into a :class:`DecodedField`: the valid time, the grid the field lies
 on, and reflectivity in dBZ (float32, NaN where the source has no data at all, e.g. outside radar
 coverage). The archive and everything after it only ever see DecodedFields.
+
+    grib       GRIB2 REFC: decode it, encode it as NCEP does
+    hrrr       the NOAA HRRR archive: file layout, mirrors, ``.idx`` inventories
+    http       one hour of the public HRRR archive, fetched by HTTP byte range
+    mrms       MRMS reflectivity composites (GRIB2 on a lat/lon grid)
+    fmi        FMI composites of Finland (PGM)
+    formats    which reader reads a file: kinds by content, the reader registry
+    synthetic  seeded synthetic storms on any grid
 """
 
 from __future__ import annotations

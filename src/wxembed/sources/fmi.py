@@ -40,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pyproj
 
 from wxembed.errors import SourceError
 from wxembed.grid import Grid
@@ -54,7 +55,9 @@ FMI_NODATA = 255
 FMI_NO_ECHO = 0
 """Raw value for 'no echo'; decodes to -32 dBZ."""
 SCALE_FACTOR = 0.5
+"""dBZ per raw step (FMI's encoding, which is also the archive's)."""
 ADD_OFFSET = -32.0
+"""dBZ of raw 0."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEADER_BYTES = 16384  # enough for any FMI header; the raster follows it
@@ -139,8 +142,7 @@ def _obstime(meta: dict[str, list[str]], path: Path) -> np.datetime64:
 
 
 def _grid(meta: dict[str, list[str]], nx: int, ny: int, path: Path) -> Grid:
-    import pyproj
-
+    """The Grid of the image: its pixel centres on the header's stereographic projection."""
     kind = meta.get("type", [""])[0].strip()
     if kind != "stereographic":
         raise SourceError(f"{path}: expected an FMI stereographic projection, got type {kind!r}")

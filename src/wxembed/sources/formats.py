@@ -62,7 +62,7 @@ def _head(path: Path, n: int = 16) -> bytes:
 
 
 def kind_of(path: str | Path) -> str:
-    """"fmi" for a PGM (by its magic ``P5``/``P2`` or its name), "mrms" for an MRMS GRIB2 (by
+    """ "fmi" for a PGM (by its magic ``P5``/``P2`` or its name), "mrms" for an MRMS GRIB2 (by
     name: MRMS and HRRR files are both GRIB2), else "hrrr"."""
     p = Path(path)
     name = p.name
@@ -114,7 +114,8 @@ def read_field(path: str | Path) -> DecodedField:
 
 
 def time_from_path(path: str | Path) -> np.datetime64 | None:
-    """Valid time from a file's path: the NOAA HRRR layout, or a YYYYMMDD[-_]HHMM[SS] in its name."""
+    """Valid time from a file's path: the NOAA HRRR layout, or a ``YYYYMMDD[-_]HHMM[SS]`` in its
+    name; None when it has neither."""
     t = hrrr.valid_time_from_path(path)
     if t is not None:
         return t

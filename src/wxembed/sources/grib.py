@@ -18,14 +18,16 @@ import pyproj  # noqa: F401  (pyproj before eccodes: the reverse order has crash
 
 from wxembed.errors import GridError, MissingHour, SourceError
 from wxembed.grid import HRRR_CONUS, Grid, lambert_grid
+from wxembed.reflectivity import ADD_OFFSET
 from wxembed.sources import DecodedField
 
 log = logging.getLogger(__name__)
 
 REFC = (0, 16, 196)
 """(discipline, parameterCategory, parameterNumber) of composite reflectivity."""
-NO_ECHO_DBZ = -32.0
-"""What a missing point inside a field becomes: no echo, the archive's lowest value."""
+_PARAMETER_KEYS = ("discipline", "parameterCategory", "parameterNumber")
+NO_ECHO_DBZ = ADD_OFFSET
+"""What a missing point inside a field becomes: no echo, the archive's lowest value (-32)."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,13 @@ class GribParam:
 REFC_PARAM = GribParam(*REFC, type_of_level=10, level=0)
 
 
-def _codes():
-    import eccodes
-
+def load_eccodes():
+    """The eccodes module, imported on first use: it is heavy, and only reading and writing GRIB2
+    need it. (pyproj is imported above, before it: the reverse order has crashed pyproj.)"""
+    try:
+        import eccodes
+    except ImportError as exc:  # pragma: no cover - eccodes is a hard dependency
+        raise SourceError(f"eccodes is needed to read and write GRIB2 files: {exc}") from None
     return eccodes
 
 
@@ -60,7 +66,7 @@ def grid_from_message(handle, name: str = "") -> Grid:
 
 
 def _grid_from_message(handle, name: str) -> Grid:
-    ec = _codes()
+    ec = load_eccodes()
     get = lambda key: ec.codes_get(handle, key)  # noqa: E731
     template = get("gridDefinitionTemplateNumber")
     scan = get("scanningMode")
@@ -76,26 +82,38 @@ def _grid_from_message(handle, name: str) -> Grid:
             log.debug("LaD differs from Latin1; using Latin1/Latin2 for the projection")
         proj = (
             f"+proj=lcc +lat_1={get('Latin1InDegrees'):g} +lat_2={get('Latin2InDegrees'):g} "
-            f"+lat_0={get('LaDInDegrees'):g} +lon_0={get('LoVInDegrees'):g} +R={radius:.0f} +units=m +no_defs"
+            f"+lat_0={get('LaDInDegrees'):g} +lon_0={get('LoVInDegrees'):g} +R={radius:.0f} "
+            "+units=m +no_defs"
         )
         dx, dy = get("DxInMetres"), get("DyInMetres")
         return lambert_grid(
-            name or f"lambert-{ny}x{nx}", proj, nx=nx, ny=ny,
-            lat0=get("latitudeOfFirstGridPointInDegrees"), lon0=get("longitudeOfFirstGridPointInDegrees"),
-            dx=dx, dy=dy if j_positive else -dy,
-        )  # fmt: skip
+            name or f"lambert-{ny}x{nx}",
+            proj,
+            nx=nx,
+            ny=ny,
+            lat0=get("latitudeOfFirstGridPointInDegrees"),
+            lon0=get("longitudeOfFirstGridPointInDegrees"),
+            dx=dx,
+            dy=dy if j_positive else -dy,
+        )
     if template == 0:
         lon0 = (get("longitudeOfFirstGridPointInDegrees") + 180.0) % 360.0 - 180.0
         dlon, dlat = get("iDirectionIncrementInDegrees"), get("jDirectionIncrementInDegrees")
         return Grid(
-            name=name or f"latlon-{ny}x{nx}", crs=f"+proj=longlat +R={radius:.0f} +no_defs", nx=nx, ny=ny,
-            x0=lon0, y0=get("latitudeOfFirstGridPointInDegrees"), dx=dlon, dy=dlat if j_positive else -dlat,
-        )  # fmt: skip
+            name=name or f"latlon-{ny}x{nx}",
+            crs=f"+proj=longlat +R={radius:.0f} +no_defs",
+            nx=nx,
+            ny=ny,
+            x0=lon0,
+            y0=get("latitudeOfFirstGridPointInDegrees"),
+            dx=dlon,
+            dy=dlat if j_positive else -dlat,
+        )
     raise GridError(f"grid definition template {template} is not supported (only 0 and 30)")
 
 
 def _earth_radius(handle) -> float:
-    ec = _codes()
+    ec = load_eccodes()
     shape = ec.codes_get(handle, "shapeOfTheEarth")
     if shape == 6:
         return 6371229.0
@@ -111,7 +129,7 @@ def _earth_radius(handle) -> float:
 
 
 def _describe(handle) -> str:
-    ec = _codes()
+    ec = load_eccodes()
     parts = []
     for key in (
         "shortName",
@@ -130,10 +148,13 @@ def _describe(handle) -> str:
 
 
 def _valid_time(handle) -> np.datetime64:
-    ec = _codes()
+    ec = load_eccodes()
     date, time = ec.codes_get(handle, "validityDate"), ec.codes_get(handle, "validityTime")
-    return np.datetime64(f"{date // 10000:04d}-{date // 100 % 100:02d}-{date % 100:02d}T"
-                         f"{time // 100:02d}:{time % 100:02d}:00", "s")  # fmt: skip
+    return np.datetime64(
+        f"{date // 10000:04d}-{date // 100 % 100:02d}-{date % 100:02d}T"
+        f"{time // 100:02d}:{time % 100:02d}:00",
+        "s",
+    )
 
 
 def inventory(path: str | Path) -> list[str]:
@@ -146,7 +167,7 @@ def _scan(path: Path, want: tuple[int, int, int] | None):
 
     The caller releases yielded handles.
     """
-    ec = _codes()
+    ec = load_eccodes()
     if not path.exists():
         raise SourceError(f"{path}: no such file")
     with open(path, "rb") as fh:
@@ -163,8 +184,7 @@ def _scan(path: Path, want: tuple[int, int, int] | None):
                 return
             index += 1
             try:
-                key = (ec.codes_get(handle, "discipline"), ec.codes_get(handle, "parameterCategory"),
-                       ec.codes_get(handle, "parameterNumber"))  # fmt: skip
+                key = tuple(ec.codes_get(handle, k) for k in _PARAMETER_KEYS)
                 desc = _describe(handle)
             except Exception as exc:
                 ec.codes_release(handle)
@@ -185,7 +205,7 @@ def decode_refc(path: str | Path, *, grid_name: str = "") -> DecodedField:
     does hold) and :class:`SourceError` when it is missing, truncated or corrupt. Points flagged
     missing in the message become no echo and are counted in ``missing_values``.
     """
-    ec = _codes()
+    ec = load_eccodes()
     path = Path(path)
     held: list[str] = []
     for desc, handle in _scan(path, want=REFC):
@@ -222,13 +242,14 @@ def decode_refc(path: str | Path, *, grid_name: str = "") -> DecodedField:
     if not held:
         raise SourceError(f"{path}: not a GRIB2 file (no GRIB2 messages in it)")
     raise MissingHour(
-        f"{path}: no REFC message (discipline 0, category 16, number 196); it holds: {'; '.join(held)}"
+        f"{path}: no REFC message (discipline 0, category 16, number 196); "
+        f"it holds: {'; '.join(held)}"
     )
 
 
 # ---- encoding ----------------------------------------------------------------------------------
 def _set_grid(handle, grid: Grid) -> None:
-    ec = _codes()
+    ec = load_eccodes()
     crs = grid.pyproj_crs
     params = crs.to_cf()
     if params.get("grid_mapping_name") != "lambert_conformal_conic":
@@ -242,8 +263,8 @@ def _set_grid(handle, grid: Grid) -> None:
             f"GRIB2 encoding supports the 6,371,229 m sphere only, not {grid.describe()}"
         )
     lat, lon = grid.latlon()
-    lat1, lat2 = (params["standard_parallel"] if isinstance(params["standard_parallel"], Sequence)
-                  else (params["standard_parallel"],) * 2)  # fmt: skip
+    parallels = params["standard_parallel"]
+    lat1, lat2 = parallels if isinstance(parallels, Sequence) else (parallels,) * 2
     ints = {
         "gridDefinitionTemplateNumber": 30,
         "shapeOfTheEarth": 6,
@@ -274,6 +295,44 @@ def _set_grid(handle, grid: Grid) -> None:
         ec.codes_set_long(handle, key, int(value))
 
 
+def _identification(t) -> dict[str, int]:
+    """Section 1 keys, in the order they are set: NCEP's centre and tables, the reference time
+    ``t`` (a ``datetime``)."""
+    return {
+        "centre": 7,
+        "subCentre": 0,
+        "tablesVersion": 2,
+        "localTablesVersion": 1,
+        "significanceOfReferenceTime": 1,
+        "productionStatusOfProcessedData": 0,
+        "typeOfProcessedData": 1,
+        "year": t.year,
+        "month": t.month,
+        "day": t.day,
+        "hour": t.hour,
+        "minute": t.minute,
+        "second": 0,
+    }
+
+
+def _product(param: GribParam, forecast_hour: int) -> dict[str, int]:
+    """Section 4 keys (product template 4.0), in the order they are set."""
+    return {
+        "discipline": param.discipline,
+        "productDefinitionTemplateNumber": 0,
+        "parameterCategory": param.category,
+        "parameterNumber": param.number,
+        "typeOfGeneratingProcess": 2,
+        "generatingProcessIdentifier": 83,
+        "indicatorOfUnitForForecastTime": 1,
+        "forecastTime": forecast_hour,
+        "typeOfFirstFixedSurface": param.type_of_level,
+        "scaleFactorOfFirstFixedSurface": 0,
+        "scaledValueOfFirstFixedSurface": param.level,
+        "typeOfSecondFixedSurface": 255,
+    }
+
+
 def encode_message(
     values: np.ndarray,
     grid: Grid,
@@ -287,7 +346,7 @@ def encode_message(
 
     ``missing_mask`` marks points to flag as missing through a bitmap.
     """
-    ec = _codes()
+    ec = load_eccodes()
     values = np.asarray(values, dtype=np.float64)
     if values.shape != grid.shape:
         raise GridError(
@@ -296,24 +355,14 @@ def encode_message(
     t = np.datetime64(reference_time, "s").astype(object)
     handle = ec.codes_grib_new_from_samples("GRIB2")
     try:
-        for key, value in {
-            "centre": 7, "subCentre": 0, "tablesVersion": 2, "localTablesVersion": 1,
-            "significanceOfReferenceTime": 1, "productionStatusOfProcessedData": 0, "typeOfProcessedData": 1,
-            "year": t.year, "month": t.month, "day": t.day, "hour": t.hour, "minute": t.minute, "second": 0,
-        }.items():  # fmt: skip
+        for key, value in _identification(t).items():
             ec.codes_set_long(handle, key, int(value))
         _set_grid(handle, grid)
-        for key, value in {
-            "discipline": param.discipline, "productDefinitionTemplateNumber": 0,
-            "parameterCategory": param.category, "parameterNumber": param.number,
-            "typeOfGeneratingProcess": 2, "generatingProcessIdentifier": 83,
-            "indicatorOfUnitForForecastTime": 1, "forecastTime": forecast_hour,
-            "typeOfFirstFixedSurface": param.type_of_level, "scaleFactorOfFirstFixedSurface": 0,
-            "scaledValueOfFirstFixedSurface": param.level, "typeOfSecondFixedSurface": 255,
-        }.items():  # fmt: skip
+        for key, value in _product(param, forecast_hour).items():
             ec.codes_set_long(handle, key, int(value))
         ec.codes_set_string(handle, "packingType", "grid_complex_spatial_differencing")
-        # 12 bits over the field's range: 0.02 dBZ steps for -10..70 dBZ, finer than the archive's 0.5
+        # 12 bits over the field's range: 0.02 dBZ steps for -10..70 dBZ, finer than the
+        # archive's 0.5
         ec.codes_set_long(handle, "bitsPerValue", param.bits_per_value)
         ec.codes_set_long(handle, "orderOfSpatialDifferencing", 2)
         flat = values.ravel()  # (ny, nx) -> (ny*nx,), i fastest as GRIB wants

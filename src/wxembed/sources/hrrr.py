@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from wxembed.errors import MissingHour, SourceError
+from wxembed.sources.grib import load_eccodes
 
 LAYOUT = "hrrr.{date:%Y%m%d}/conus/hrrr.t{date:%H}z.wrfsfcf{fxx:02d}.grib2"
 """Path of one file below the archive root, from the model run (``date``) and forecast hour."""
@@ -77,16 +78,28 @@ class Mirror:
 MIRRORS: dict[str, Mirror] = {
     m.name: m
     for m in (
-        Mirror("aws", "https://noaa-hrrr-bdp-pds.s3.amazonaws.com",
-               note="NOAA Open Data Dissemination on AWS, 2014-07-30 to now"),
-        Mirror("google", "https://storage.googleapis.com/high-resolution-rapid-refresh",
-               note="Google Cloud public dataset, 2014-07-30 to now"),
-        Mirror("azure", "https://noaahrrr.blob.core.windows.net/hrrr",
-               note="Microsoft Planetary Computer / Azure open datasets"),
-        Mirror("nomads", "https://nomads.ncep.noaa.gov/pub/data/nccf/com/hrrr/prod",
-               note="NCEP NOMADS: the last day or two only; rate-limited"),
+        Mirror(
+            "aws",
+            "https://noaa-hrrr-bdp-pds.s3.amazonaws.com",
+            note="NOAA Open Data Dissemination on AWS, 2014-07-30 to now",
+        ),
+        Mirror(
+            "google",
+            "https://storage.googleapis.com/high-resolution-rapid-refresh",
+            note="Google Cloud public dataset, 2014-07-30 to now",
+        ),
+        Mirror(
+            "azure",
+            "https://noaahrrr.blob.core.windows.net/hrrr",
+            note="Microsoft Planetary Computer / Azure open datasets",
+        ),
+        Mirror(
+            "nomads",
+            "https://nomads.ncep.noaa.gov/pub/data/nccf/com/hrrr/prod",
+            note="NCEP NOMADS: the last day or two only; rate-limited",
+        ),
     )
-}  # fmt: skip
+}
 """The public mirrors of the NOAA HRRR archive, by name. None needs credentials."""
 
 DEFAULT_MIRRORS: tuple[str, ...] = ("aws", "google", "azure", "nomads")
@@ -121,7 +134,8 @@ def resolve_mirror(name_or_url: str) -> Mirror:
 
 @dataclass(frozen=True)
 class IdxEntry:
-    """One line of a ``.idx`` inventory: ``71:45712332:d=2019010100:REFC:entire atmosphere:anl:``."""
+    """One line of a ``.idx`` inventory, e.g.
+    ``71:45712332:d=2019010100:REFC:entire atmosphere:anl:``."""
 
     number: str
     """Message number, ``"71"``; ``"12.1"`` for a field inside a message holding several."""
@@ -152,10 +166,8 @@ def parse_idx(text: str, *, source: str = ".idx") -> list[IdxEntry]:
             offset = int(parts[1])
         except ValueError:
             raise SourceError(f"{source}: line {n} has no byte offset: {line[:120]!r}") from None
-        entries.append(
-            IdxEntry(parts[0], offset, parts[2][2:], parts[3], parts[4], parts[5],
-                     ":".join(parts[6:]).rstrip(":"))
-        )  # fmt: skip
+        extra = ":".join(parts[6:]).rstrip(":")
+        entries.append(IdxEntry(parts[0], offset, parts[2][2:], *parts[3:6], extra))
     if not entries:
         raise SourceError(f"{source}: empty inventory")
     return entries
@@ -181,27 +193,50 @@ def message_range(
     if match is None:
         held = sorted({f"{e.variable}:{e.level}" for e in entries})
         shown = ", ".join(held[:12]) + (f" and {len(held) - 12} more" if len(held) > 12 else "")
-        raise MissingHour(f"{source}: no {variable}{':' + level if level else ''} message in the "
-                          f"index of {len(entries)} messages ({shown})")  # fmt: skip
+        what = f"{variable}:{level}" if level else variable
+        raise MissingHour(
+            f"{source}: no {what} message in the index of {len(entries)} messages ({shown})"
+        )
     later = [e.offset for e in entries if e.offset > match.offset]
     return match.offset, (min(later) - 1 if later else None)
 
 
 # wgrib2's names of (discipline, category, number), for the fields HRRR files commonly hold
 WGRIB2_NAMES: dict[tuple[int, int, int], str] = {
-    (0, 0, 0): "TMP", (0, 0, 6): "DPT", (0, 1, 1): "RH", (0, 1, 0): "SPFH", (0, 1, 8): "APCP",
-    (0, 2, 2): "UGRD", (0, 2, 3): "VGRD", (0, 2, 22): "GUST", (0, 3, 0): "PRES", (0, 3, 1): "PRMSL",
-    (0, 3, 5): "HGT", (0, 3, 18): "HPBL", (0, 16, 195): "REFD", (0, 16, 196): "REFC",
-    (0, 16, 197): "RETOP", (0, 19, 0): "VIS",
-}  # fmt: skip
+    (0, 0, 0): "TMP",
+    (0, 0, 6): "DPT",
+    (0, 1, 1): "RH",
+    (0, 1, 0): "SPFH",
+    (0, 1, 8): "APCP",
+    (0, 2, 2): "UGRD",
+    (0, 2, 3): "VGRD",
+    (0, 2, 22): "GUST",
+    (0, 3, 0): "PRES",
+    (0, 3, 1): "PRMSL",
+    (0, 3, 5): "HGT",
+    (0, 3, 18): "HPBL",
+    (0, 16, 195): "REFD",
+    (0, 16, 196): "REFC",
+    (0, 16, 197): "RETOP",
+    (0, 19, 0): "VIS",
+}
+
+
+# wgrib2's names of the levels (GRIB2 code table 4.5) that carry no value
+_NAMED_LEVELS = {
+    1: "surface",
+    2: "cloud base",
+    3: "cloud top",
+    4: "0C isotherm",
+    10: "entire atmosphere",
+    200: "entire atmosphere (considered as a single layer)",
+    215: "cloud ceiling",
+}
 
 
 def _idx_level(level_type: int, value: float) -> str:
-    named = {1: "surface", 2: "cloud base", 3: "cloud top", 4: "0C isotherm",
-             10: "entire atmosphere", 200: "entire atmosphere (considered as a single layer)",
-             215: "cloud ceiling"}  # fmt: skip
-    if level_type in named:
-        return named[level_type]
+    if level_type in _NAMED_LEVELS:
+        return _NAMED_LEVELS[level_type]
     if level_type == 103:
         return f"{value:g} m above ground"
     if level_type == 100:
@@ -215,11 +250,7 @@ def idx_lines(grib_path: str | Path) -> list[str]:
     Byte offsets come from eccodes; names follow wgrib2 (:data:`WGRIB2_NAMES`, else
     ``var{discipline}_{category}_{number}``).
     """
-    import pyproj  # noqa: F401  (pyproj before eccodes)
-
-    from wxembed.sources.grib import _codes
-
-    ec = _codes()
+    ec = load_eccodes()
     lines = []
     with open(grib_path, "rb") as fh:
         n = 0

@@ -104,6 +104,11 @@ def _session():
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_BAD_URL = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+)
 
 
 def http_get(
@@ -145,8 +150,7 @@ def http_get(
                 return _read_response(resp, url, byte_range, config, stats)
         except TransientFetchError as exc:
             problem, retry_after = str(exc), exc.retry_after
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                requests.exceptions.MissingSchema) as exc:  # fmt: skip
+        except _BAD_URL as exc:
             raise SourceError(f"{url}: not a URL that can be fetched ({exc})") from None
         except (requests.exceptions.RequestException, OSError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
@@ -154,65 +158,83 @@ def http_get(
 
 
 def _read_response(resp, url: str, byte_range, config: FetchConfig, stats: FetchStats) -> bytes:
+    """The inclusive ``byte_range`` of the file (all of it when None) from one response, checked
+    against its status and the lengths the server states."""
+    _check_status(resp, url, byte_range)
+    if resp.status_code == 206:
+        expected = _partial_length(resp, url, byte_range, stats)
+        return _read_body(resp, expected, config, stats)
+    length = resp.headers.get("Content-Length")
+    if byte_range is None:
+        return _read_body(resp, None if length is None else int(length), config, stats)
+    # 200 to a Range request: the server sends the whole file; keep the range from it
+    log.warning("%s: the server ignores Range requests; reading the file from its start", url)
+    if length is not None:
+        stats.file_size = int(length)
+    first, last = byte_range
+    expected = last + 1 if last is not None else None
+    if expected is None and length is not None:
+        expected = int(length)
+    body = _read_body(resp, expected, config, stats, stop_at_expected=True)
+    return body[first:expected]
+
+
+def _check_status(resp, url: str, byte_range) -> None:
+    """Raise the error an HTTP status means, unless it is 200 or 206."""
     status = resp.status_code
     if status in MISSING_STATUSES:
         raise MissingHour(f"{url}: HTTP {status} (no such file on this mirror)")
     if status == 416:
-        raise SourceError(f"{url}: HTTP 416: the file does not hold bytes {byte_range[0]}- that "
-                          "its .idx lists (the .idx does not match the GRIB2 file)")  # fmt: skip
+        raise SourceError(
+            f"{url}: HTTP 416: the file does not hold bytes {byte_range[0]}- that its .idx lists "
+            "(the .idx does not match the GRIB2 file)"
+        )
     if status in RETRY_STATUSES or status >= 500:
         raise TransientFetchError(f"HTTP {status} {resp.reason or ''}".strip(), _retry_after(resp))
     if status >= 400 or status not in (200, 206):
         raise SourceError(f"{url}: HTTP {status} {resp.reason or ''}".strip())
-    first, last = byte_range if byte_range is not None else (0, None)
-    skip = 0  # bytes to drop at the start of the body: a server that ignores Range sends all
-    if status == 206:
-        if byte_range is None:
-            raise SourceError(f"{url}: HTTP 206 to a request for the whole file")
-        m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-        if m is None:
-            raise SourceError(f"{url}: HTTP 206 without a usable Content-Range "
-                              f"({resp.headers.get('Content-Range')!r})")  # fmt: skip
-        got_first, got_last, total = int(m[1]), int(m[2]), m[3]
-        if total != "*":
-            stats.file_size = int(total)
-        if got_first != first:
-            raise SourceError(f"{url}: asked for bytes {first}-, the mirror sent {got_first}-")
-        if last is not None and got_last != last:
-            raise SourceError(f"{url}: the .idx gives bytes {first}-{last}, but the file ends at "
-                              f"byte {got_last} (the .idx does not match the GRIB2 file)")  # fmt: skip
-        expected = got_last - got_first + 1
-    else:
-        length = resp.headers.get("Content-Length")
-        if byte_range is not None:
-            log.warning("%s: the server ignores Range requests; reading the file from its start",
-                        url)  # fmt: skip
-            if length is not None:
-                stats.file_size = int(length)
-        skip = first
-        expected = (last + 1 if last is not None else None) if byte_range is not None else None
-        if expected is None and length is not None:
-            expected = int(length)
+
+
+def _partial_length(resp, url: str, byte_range, stats: FetchStats) -> int:
+    """The length of a 206 response's body, once its Content-Range is the range asked for."""
+    if byte_range is None:
+        raise SourceError(f"{url}: HTTP 206 to a request for the whole file")
+    first, last = byte_range
+    content_range = resp.headers.get("Content-Range")
+    m = _CONTENT_RANGE.match(content_range or "")
+    if m is None:
+        raise SourceError(f"{url}: HTTP 206 without a usable Content-Range ({content_range!r})")
+    got_first, got_last, total = int(m[1]), int(m[2]), m[3]
+    if total != "*":
+        stats.file_size = int(total)
+    if got_first != first:
+        raise SourceError(f"{url}: asked for bytes {first}-, the mirror sent {got_first}-")
+    if last is not None and got_last != last:
+        raise SourceError(
+            f"{url}: the .idx gives bytes {first}-{last}, but the file ends at byte {got_last} "
+            "(the .idx does not match the GRIB2 file)"
+        )
+    return got_last - got_first + 1
+
+
+def _read_body(
+    resp, expected: int | None, config: FetchConfig, stats: FetchStats, *, stop_at_expected=False
+) -> bytes:
+    """The body, at least ``expected`` bytes when given (a short one is retried); with
+    ``stop_at_expected``, the connection is dropped once they are in hand."""
     deadline = time.monotonic() + config.request_timeout
     chunks, received = [], 0
     for chunk in resp.iter_content(chunk_size=1 << 16):
         received += len(chunk)
         stats.bytes += len(chunk)
         chunks.append(chunk)
-        if (
-            status == 200
-            and expected is not None
-            and byte_range is not None
-            and received >= expected
-        ):
+        if stop_at_expected and expected is not None and received >= expected:
             break  # the range is in hand: drop the connection rather than read the rest
         if time.monotonic() > deadline:
             raise TransientFetchError(f"the body took over {config.request_timeout:g} s")
     body = b"".join(chunks)
     if expected is not None and len(body) < expected:
         raise TransientFetchError(f"short body: {len(body)} of {expected} bytes")
-    if status == 200 and byte_range is not None:
-        body = body[skip:expected]
     return body
 
 
@@ -230,14 +252,18 @@ def check_message(data: bytes, source: str) -> bytes:
     :class:`SourceError` saying the ``.idx`` does not match the GRIB2 file."""
     mismatch = "(the .idx does not match the GRIB2 file)"
     if len(data) < 16 or data[:4] != b"GRIB":
-        raise SourceError(f"{source}: the bytes at the .idx's offset are not the start of a GRIB "
-                          f"message: {data[:8]!r} {mismatch}")  # fmt: skip
+        raise SourceError(
+            f"{source}: the bytes at the .idx's offset are not the start of a GRIB message: "
+            f"{data[:8]!r} {mismatch}"
+        )
     if data[7] != 2:
         raise SourceError(f"{source}: GRIB edition {data[7]}, expected 2 {mismatch}")
     total = int.from_bytes(data[8:16], "big")
     if total > len(data):
-        raise SourceError(f"{source}: the message is {total} bytes long, the .idx range holds "
-                          f"{len(data)} {mismatch}")  # fmt: skip
+        raise SourceError(
+            f"{source}: the message is {total} bytes long, the .idx range holds {len(data)} "
+            f"{mismatch}"
+        )
     if data[total - 4 : total] != b"7777":
         raise SourceError(f"{source}: the message does not end with 7777 {mismatch}")
     if b"GRIB" in data[total:]:
@@ -255,8 +281,10 @@ def decode_message(data: bytes, *, source: str) -> DecodedField:
             decoded = decode_refc(path)
         except MissingHour as exc:  # the range held another message: the index lied
             held = str(exc).split("it holds: ", 1)[-1]
-            raise SourceError(f"{source}: the range the .idx gives for REFC holds {held} "
-                              "(the .idx does not match the GRIB2 file)") from None  # fmt: skip
+            raise SourceError(
+                f"{source}: the range the .idx gives for REFC holds {held} "
+                "(the .idx does not match the GRIB2 file)"
+            ) from None
         except SourceError as exc:
             raise SourceError(str(exc).replace(str(path), source)) from None
     decoded.source = source
@@ -286,8 +314,10 @@ def fetch_hour(valid_time, config: FetchConfig, *, stats: FetchStats | None = No
             source = f"{url} bytes={first}-{'' if last is None else last}"
             decoded = decode_message(data, source=source)
             if decoded.time != valid:
-                raise SourceError(f"{source}: REFC is valid at {format_time(decoded.time)}, "
-                                  f"expected {format_time(valid)}")  # fmt: skip
+                raise SourceError(
+                    f"{source}: REFC is valid at {format_time(decoded.time)}, "
+                    f"expected {format_time(valid)}"
+                )
         except MissingHour as exc:
             missing.append(str(exc))
             continue
@@ -296,12 +326,18 @@ def fetch_hour(valid_time, config: FetchConfig, *, stats: FetchStats | None = No
             failed.append(str(exc))
             continue
         stats.url = url
-        log.debug("%s: %d bytes in %d requests from %s", format_time(valid), stats.bytes,
-                  stats.requests, mirror.name)  # fmt: skip
+        log.debug(
+            "%s: %d bytes in %d requests from %s",
+            format_time(valid),
+            stats.bytes,
+            stats.requests,
+            mirror.name,
+        )
         return decoded
     if failed:
         raise SourceError("; ".join(failed + missing))
     raise MissingHour("; ".join(missing) or "no mirrors to ask")
+
 
 __all__ = [
     "FetchConfig",

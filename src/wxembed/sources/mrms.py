@@ -7,7 +7,8 @@ local to NSSL (discipline 209, category 10, number 0): eccodes knows no shortNam
 message is picked by those numbers.
 
 Values: -999 = outside radar coverage (decoded to NaN), -99 = inside coverage but no echo
-(decoded to -32 dBZ, wxembed's "no echo"), anything else is dBZ as is.
+(decoded to -32 dBZ, wxembed's "no echo", :data:`~wxembed.sources.grib.NO_ECHO_DBZ`), anything
+else is dBZ as is.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pyproj  # noqa: F401  (pyproj before eccodes: the reverse order has crashed pyproj)
 
 from wxembed.errors import SourceError
 from wxembed.grid import Grid
 from wxembed.sources import DecodedField
+from wxembed.sources.grib import NO_ECHO_DBZ, load_eccodes
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,10 @@ MRMS_PARAMETER = (209, 10, 0)
 MRMS_OUTSIDE = -999.0
 """MRMS value for 'outside radar coverage'; decoded to NaN."""
 MRMS_NO_ECHO = -99.0
-"""MRMS value for 'no echo inside coverage'; decoded to :data:`NO_ECHO_DBZ`."""
-NO_ECHO_DBZ = -32.0
-"""dBZ that stands for 'no echo' in wxembed (raw 0 of the archive encoding)."""
+"""MRMS value for 'no echo inside coverage'; decoded to :data:`NO_ECHO_DBZ` (-32 dBZ)."""
 DEFAULT_THRESHOLDS = (20.0, 35.0, 45.0)
+"""dBZ thresholds of :func:`mrms_coverage_stats`."""
+_PARAMETER_KEYS = ("discipline", "parameterCategory", "parameterNumber")
 
 # GRIB2 code table 3.2 (shape of the earth) -> PROJ parameters. 1 and 7 carry their own sizes.
 _EARTH_SHAPES = {
@@ -49,16 +50,8 @@ _EARTH_SHAPES = {
 }
 
 
-def _eccodes():
-    try:
-        import eccodes
-    except ImportError as exc:  # pragma: no cover - eccodes is a hard dependency
-        raise SourceError(f"eccodes is needed to read MRMS GRIB2 files: {exc}") from None
-    return eccodes
-
-
 def _earth_proj(h, path: Path) -> str:
-    ec = _eccodes()
+    ec = load_eccodes()
     shape = ec.codes_get(h, "shapeOfTheEarth")
     if shape in _EARTH_SHAPES:
         return _EARTH_SHAPES[shape]
@@ -80,7 +73,7 @@ def _earth_proj(h, path: Path) -> str:
 
 def _grid_from_header(h, path: Path) -> Grid:
     """The regular lat/lon Grid that a GRIB2 template-3.0 header describes."""
-    ec = _eccodes()
+    ec = load_eccodes()
     template = ec.codes_get(h, "gridDefinitionTemplateNumber")
     if template != 0:
         raise SourceError(
@@ -103,7 +96,7 @@ def _grid_from_header(h, path: Path) -> Grid:
 
 def _valid_time(h) -> np.datetime64:
     """Reference time to the second (``dataTime`` drops seconds) plus the forecast step."""
-    ec = _eccodes()
+    ec = load_eccodes()
     ref = datetime(
         *(int(ec.codes_get(h, k)) for k in ("year", "month", "day", "hour", "minute", "second"))
     )
@@ -115,9 +108,8 @@ def _valid_time(h) -> np.datetime64:
 
 
 def _describe(h) -> str:
-    ec = _eccodes()
-    keys = ("discipline", "parameterCategory", "parameterNumber")
-    nums = "/".join(str(ec.codes_get(h, k)) for k in keys)
+    ec = load_eccodes()
+    nums = "/".join(str(ec.codes_get(h, k)) for k in _PARAMETER_KEYS)
     return f"{ec.codes_get(h, 'shortName')} ({nums})"
 
 
@@ -132,38 +124,13 @@ def read_mrms(path: str | os.PathLike) -> DecodedField:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such MRMS GRIB2 file")
-    ec = _eccodes()
-    handles = []
+    ec = load_eccodes()
+    handles: list = []
     try:
         with open(path, "rb") as f:
-            while True:
-                h = ec.codes_grib_new_from_file(f)
-                if h is None:
-                    break
+            while (h := ec.codes_grib_new_from_file(f)) is not None:
                 handles.append(h)
-        if not handles:
-            raise SourceError(f"{path}: not a GRIB2 file (no GRIB message found), expected MRMS")
-        picked = [
-            h
-            for h in handles
-            if tuple(
-                ec.codes_get(h, k) for k in ("discipline", "parameterCategory", "parameterNumber")
-            )
-            == MRMS_PARAMETER
-        ]
-        if len(picked) != 1 and len(handles) == 1:
-            log.warning(
-                "%s: its only message is %s, not 209/10/0; reading it", path, _describe(handles[0])
-            )
-            picked = handles
-        if len(picked) != 1:
-            held = ", ".join(_describe(h) for h in handles)
-            raise SourceError(
-                f"{path}: expected one MRMS reflectivity message (discipline/category/number "
-                f"{'/'.join(map(str, MRMS_PARAMETER))}), found {len(picked)} among "
-                f"{len(handles)} messages: {held}"
-            )
-        h = picked[0]
+        h = _pick_message(handles, path)
         grid = _grid_from_header(h, path)
         time = _valid_time(h)
         values = ec.codes_get_values(h)
@@ -180,11 +147,34 @@ def read_mrms(path: str | os.PathLike) -> DecodedField:
         raise SourceError(
             f"{path}: message holds {values.size} values, its grid {grid.shape} needs {grid.size}"
         )
-    dbz = values.astype(np.float32).reshape(grid.shape)
+    dbz = values.astype(np.float32).reshape(grid.shape)  # (ny*nx,) -> (ny, nx), i fastest
     dbz[dbz == MRMS_OUTSIDE] = np.nan
     dbz[dbz == MRMS_NO_ECHO] = NO_ECHO_DBZ
     log.debug("read %s: %s at %s", path, grid.describe(), time)
     return DecodedField(time=time, grid=grid, dbz=dbz, source=str(path))
+
+
+def _pick_message(handles: list, path: Path):
+    """The MRMS reflectivity message among a file's messages, or the file's only message."""
+    ec = load_eccodes()
+    if not handles:
+        raise SourceError(f"{path}: not a GRIB2 file (no GRIB message found), expected MRMS")
+    picked = [
+        h for h in handles if tuple(ec.codes_get(h, k) for k in _PARAMETER_KEYS) == MRMS_PARAMETER
+    ]
+    if len(picked) != 1 and len(handles) == 1:
+        log.warning(
+            "%s: its only message is %s, not 209/10/0; reading it", path, _describe(handles[0])
+        )
+        return handles[0]
+    if len(picked) != 1:
+        held = ", ".join(_describe(h) for h in handles)
+        raise SourceError(
+            f"{path}: expected one MRMS reflectivity message (discipline/category/number "
+            f"{'/'.join(map(str, MRMS_PARAMETER))}), found {len(picked)} among "
+            f"{len(handles)} messages: {held}"
+        )
+    return picked[0]
 
 
 def mrms_coverage_stats(
