@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,14 +23,15 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from wxembed.archive import Archive
 from wxembed.errors import ArchiveError, CheckpointError
 from wxembed.grid import Grid
-from wxembed.model.checkpoint import check_grid, load_checkpoint
+from wxembed.model.checkpoint import Checkpoint, check_grid, load_checkpoint
 from wxembed.model.task import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,9 @@ class TrainConfig:
     """Hold the training hours in memory (uint8) when they take less than this."""
     grad_clip: float | None = None
     """Clip the gradients' global norm to this (None: no clipping)."""
+    init_from: str | None = None
+    """Start from the weights of this checkpoint (file or model folder) instead of random ones:
+    it must hold the same architecture and hyperparameters on the same grid (fine-tuning)."""
     resume: bool = False
     """Continue from out/checkpoints/last.ckpt."""
     progress: bool = True
@@ -168,9 +173,27 @@ def _build_module(
         val_start=str(val_start),
         channels_last=gpu,
     )
+    if config.init_from:
+        _load_weights(module, config.init_from, archive)
     if config.compile:
         module.net = torch.compile(module.net)
     return module
+
+
+def _load_weights(module: AutoencoderModule, path: str, archive: Archive) -> None:
+    """Copy a checkpoint's network weights into ``module`` (same network, same grid)."""
+    source = Checkpoint(path)
+    source.check_grid(archive)
+    mine = {k: module.hparams[k] for k in ("arch", "hparams")}
+    theirs = {k: source.hparams.get(k) for k in ("arch", "hparams")}
+    if mine != theirs:
+        raise CheckpointError(
+            f"{source.path}: holds {theirs}, not the network asked for ({mine}); "
+            "start from a checkpoint of the same architecture and hyperparameters"
+        )
+    net_state = {k: v for k, v in source.state_dict.items() if k.startswith("net.")}
+    module.load_state_dict(net_state, strict=False)
+    log.info("starting from the weights of %s (%s)", source.path, source.model_id)
 
 
 def _loaders(
@@ -190,6 +213,45 @@ def _loaders(
         DataLoader(train_data, shuffle=True, drop_last=drop_last, **loader),
         DataLoader(val_data, shuffle=False, **loader),
     )
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One bar for the whole run, on stderr: optimiser steps out of ``max_steps`` (a run is
+    counted in steps, not epochs), the losses beside it; no bar per epoch or validation."""
+
+    def init_train_tqdm(self) -> Tqdm:
+        bar = Tqdm(
+            desc="train",
+            total=self.trainer.max_steps,
+            unit="step",
+            file=sys.stderr,
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            smoothing=0,
+        )
+        bar.update(self.trainer.global_step)  # a resumed run starts where it stopped
+        return bar
+
+    def init_validation_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)
+
+    def on_train_epoch_start(self, *_) -> None:  # the one bar spans every epoch
+        pass
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, *_) -> None:
+        bar = self.train_progress_bar
+        if self._should_update(trainer.global_step, bar.total):
+            bar.update(trainer.global_step - bar.n)
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def get_metrics(self, trainer: L.Trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the log's version, always 0 here
+        return metrics
 
 
 def _trainer(config: TrainConfig, n_train: int, gpu: bool) -> tuple[L.Trainer, ModelCheckpoint]:
@@ -222,7 +284,12 @@ def _trainer(config: TrainConfig, n_train: int, gpu: bool) -> tuple[L.Trainer, M
         devices=config.devices,
         strategy="ddp" if config.devices > 1 else "auto",
         precision="bf16-mixed" if gpu else "32-true",
-        callbacks=[checkpoints, best, LearningRateMonitor(logging_interval="step")],
+        callbacks=[
+            checkpoints,
+            best,
+            LearningRateMonitor(logging_interval="step"),
+            *([StepProgressBar()] if config.progress else []),
+        ],
         logger=CSVLogger(out, name="logs", version=0),
         val_check_interval=every if step_validation else None,
         check_val_every_n_epoch=None if step_validation else 1,

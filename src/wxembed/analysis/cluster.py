@@ -39,6 +39,44 @@ def _regimes(archive_path: str | Path | Archive | None, seconds: np.ndarray) -> 
     return np.asarray([lookup.get(int(s), "") for s in seconds], dtype=object)
 
 
+def _kmeans(matrix: np.ndarray, k: int, seed: int, n_init: int):
+    """``(labels (n,), centroids (k, d), row nearest each centroid (k,), inertia)``."""
+    km = KMeans(n_clusters=int(k), init="k-means++", n_init=n_init, random_state=seed)
+    labels = km.fit_predict(matrix).astype(np.int64)  # (n,)
+    centers = km.cluster_centers_.astype(np.float32)  # (k, d)
+    dist = km.transform(matrix)  # (n, k) distance of every hour to every centroid
+    nearest = np.empty(k, dtype=np.int64)
+    for c in range(k):
+        rows = np.flatnonzero(labels == c)
+        nearest[c] = rows[np.argmin(dist[rows, c])] if len(rows) else np.argmin(dist[:, c])
+    return labels, centers, nearest, float(km.inertia_)
+
+
+def _occurrence(labels: np.ndarray, values: np.ndarray, name: str, columns, k: int) -> dict:
+    """``{cluster: {value: hours}}``: how often each cluster occurs at each month or hour."""
+    table = pd.crosstab(pd.Series(labels, name="cluster"), pd.Series(values, name=name))
+    table = table.reindex(index=range(k), columns=columns, fill_value=0)
+    return {int(c): {int(v): int(n) for v, n in row.items()} for c, row in table.iterrows()}
+
+
+def _regime_agreement(regimes: np.ndarray | None, labels: np.ndarray) -> dict:
+    """The adjusted Rand index of the clusters against regime labels, and the crosstab."""
+    if regimes is None:
+        return {}
+    labelled = regimes != ""
+    if labelled.sum() < 2:
+        return {}
+    table = pd.crosstab(
+        pd.Series(labels[labelled], name="cluster"), pd.Series(regimes[labelled], name="regime")
+    )
+    return {
+        "adjusted_rand_index": float(adjusted_rand_score(regimes[labelled], labels[labelled])),
+        "regimes": {
+            int(c): {str(r): int(v) for r, v in row.items() if v} for c, row in table.iterrows()
+        },
+    }
+
+
 def cluster_index(
     index: str | Path | EmbeddingIndex,
     *,
@@ -66,63 +104,31 @@ def cluster_index(
     try:
         info = ix.model(model_id)
         vs = ix.vectors(info.model_id)
-        n = len(vs)
         check_k(k)
-        if k > n:
+        if k > len(vs):
             raise EmbeddingIndexError(
-                f"k={k} clusters is more than the {n} hours of model {info.model_id}"
+                f"k={k} clusters is more than the {len(vs)} hours of model {info.model_id}"
             )
-        km = KMeans(n_clusters=int(k), init="k-means++", n_init=n_init, random_state=seed)
-        labels = km.fit_predict(vs.matrix).astype(np.int64)  # (n,)
-        centers = km.cluster_centers_.astype(np.float32)  # (k, d)
-        dist = km.transform(vs.matrix)  # (n, k) distance of every hour to every centroid
-        nearest = np.empty(k, dtype=np.int64)
-        for c in range(k):
-            rows = np.flatnonzero(labels == c)
-            nearest[c] = rows[np.argmin(dist[rows, c])] if len(rows) else np.argmin(dist[:, c])
+        labels, centers, nearest, inertia = _kmeans(vs.matrix, int(k), seed, n_init)
         ix.save_clusters(info.model_id, int(k), vs.seconds, labels, centers, vs.seconds[nearest])
     finally:
         if owned:
             ix.close()
-
-    sizes = np.bincount(labels, minlength=k)
-    month = pd.crosstab(pd.Series(labels, name="cluster"), pd.Series(vs.month, name="month"))
-    month = month.reindex(index=range(k), columns=range(1, 13), fill_value=0)
-    hour = pd.crosstab(pd.Series(labels, name="cluster"), pd.Series(vs.hour, name="hour"))
-    hour = hour.reindex(index=range(k), columns=range(24), fill_value=0)
+    if archive is None and info.archive and Path(info.archive).exists():
+        archive = info.archive
     report: dict = {
         "model_id": info.model_id,
         "k": int(k),
-        "hours": n,
+        "hours": len(vs),
         "seed": seed,
-        "inertia": float(km.inertia_),
-        "sizes": sizes.tolist(),
+        "inertia": inertia,
+        "sizes": np.bincount(labels, minlength=k).tolist(),
         "nearest_hours": [format_time(t) for t in from_seconds(vs.seconds[nearest])],
-        "by_month": {
-            int(c): {int(m): int(v) for m, v in row.items()} for c, row in month.iterrows()
-        },
-        "by_hour": {int(c): {int(h): int(v) for h, v in row.items()} for c, row in hour.iterrows()},
+        "by_month": _occurrence(labels, vs.month, "month", range(1, 13), k),
+        "by_hour": _occurrence(labels, vs.hour, "hour", range(24), k),
         "adjusted_rand_index": None,
+        **_regime_agreement(_regimes(archive, vs.seconds), labels),
     }
-    arch_path = (
-        archive
-        if archive is not None
-        else (info.archive if info.archive and Path(info.archive).exists() else None)
-    )
-    regimes = _regimes(arch_path, vs.seconds)
-    if regimes is not None:
-        labelled = regimes != ""
-        if labelled.sum() >= 2:
-            report["adjusted_rand_index"] = float(
-                adjusted_rand_score(regimes[labelled], labels[labelled])
-            )
-            table = pd.crosstab(
-                pd.Series(labels[labelled], name="cluster"),
-                pd.Series(regimes[labelled], name="regime"),
-            )
-            report["regimes"] = {
-                int(c): {str(r): int(v) for r, v in row.items() if v} for c, row in table.iterrows()
-            }
     if decode:
         model = model_for_index(info, checkpoint)
         report["centroid_fields"] = model.decode(centers)  # (k, ny, nx) dBZ

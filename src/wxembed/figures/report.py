@@ -132,12 +132,18 @@ def write_report(
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail now, not after an hour of computing, if ``path`` cannot be written."""
+    """Fail now, not after an hour of computing, if ``path`` cannot be written. Creates the
+    folder, but not the file: an existing file is opened for writing and left as it is, and a
+    new one is tried as a temporary file beside it, removed at once."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a"):
-            pass
+        if path.exists():
+            with open(path, "r+b"):  # its content untouched
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+                pass
     except OSError as exc:
         raise WxembedError(f"{path}: cannot write the output here ({exc.strerror})") from None
     return path

@@ -222,57 +222,9 @@ class EmbeddingIndex:
         try:
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE _wxembed_staged AS "
-                    "SELECT CAST(time AS TIMESTAMP) AS time, "
-                    "CAST(embedding AS FLOAT[]) AS embedding "
-                    # source: a fixed name or "read_parquet(?)", never user text
-                    f"FROM {source} QUALIFY row_number() OVER (PARTITION BY time) = 1",
-                    params,
-                )
-                n, bad_len, bad_val = con.execute(
-                    "SELECT count(*), count(*) FILTER (len(embedding) != ?), "
-                    "count(*) FILTER (list_count(list_filter(embedding, "
-                    "lambda x: isnan(x) OR isinf(x))) > 0) "
-                    "FROM _wxembed_staged",
-                    [info.embedding_dim],
-                ).fetchall()[0]
-                if bad_len:
-                    raise EmbeddingIndexError(
-                        f"{bad_len} of {n} new embeddings of {info.model_id} are not "
-                        f"{info.embedding_dim} numbers long; index left unchanged"
-                    )
-                if bad_val:
-                    raise EmbeddingIndexError(
-                        f"{bad_val} of {n} new embeddings of {info.model_id} hold NaN or "
-                        "infinite values; index left unchanged"
-                    )
-                if expected_rows is not None and n != expected_rows:
-                    raise EmbeddingIndexError(
-                        f"expected {expected_rows} embeddings of {info.model_id}, the shards hold "
-                        f"{n} distinct hours; index left unchanged"
-                    )
+                n = self._stage_rows(info, source, params, expected_rows)
                 replaced = self.count(info.model_id)
-                for t in ("embeddings", "clusters", "centroids"):
-                    con.execute(f"DELETE FROM {t} WHERE model_id = ?", [info.model_id])
-                con.execute(
-                    "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        info.model_id,
-                        info.arch,
-                        info.embedding_dim,
-                        info.grid_json,
-                        info.checkpoint,
-                        info.archive,
-                        datetime.now(UTC).replace(tzinfo=None),
-                    ],
-                )
-                con.execute(
-                    "INSERT INTO embeddings SELECT ?, time, embedding FROM _wxembed_staged "
-                    "ORDER BY time",
-                    [info.model_id],
-                )
-                con.execute("DROP TABLE _wxembed_staged")
+                self._swap_rows(info)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -292,6 +244,68 @@ class EmbeddingIndex:
         self._models = None
         log.info("%s: %s now has %d hours (%d replaced)", self.path, info.model_id, n, replaced)
         return {"replaced": replaced, "inserted": int(n)}
+
+    def _stage_rows(
+        self, info: ModelInfo, source: str, params: list, expected_rows: int | None
+    ) -> int:
+        """Copy the new rows into a temporary table, one per hour, and check them; returns how
+        many there are. :class:`EmbeddingIndexError` (nothing changed) when they do not fit."""
+        con = self._con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _wxembed_staged AS "
+            "SELECT CAST(time AS TIMESTAMP) AS time, "
+            "CAST(embedding AS FLOAT[]) AS embedding "
+            # source: a fixed name or "read_parquet(?)", never user text
+            f"FROM {source} QUALIFY row_number() OVER (PARTITION BY time) = 1",
+            params,
+        )
+        n, bad_len, bad_val = con.execute(
+            "SELECT count(*), count(*) FILTER (len(embedding) != ?), "
+            "count(*) FILTER (list_count(list_filter(embedding, "
+            "lambda x: isnan(x) OR isinf(x))) > 0) "
+            "FROM _wxembed_staged",
+            [info.embedding_dim],
+        ).fetchall()[0]
+        if bad_len:
+            raise EmbeddingIndexError(
+                f"{bad_len} of {n} new embeddings of {info.model_id} are not "
+                f"{info.embedding_dim} numbers long; index left unchanged"
+            )
+        if bad_val:
+            raise EmbeddingIndexError(
+                f"{bad_val} of {n} new embeddings of {info.model_id} hold NaN or "
+                "infinite values; index left unchanged"
+            )
+        if expected_rows is not None and n != expected_rows:
+            raise EmbeddingIndexError(
+                f"expected {expected_rows} embeddings of {info.model_id}, the shards hold "
+                f"{n} distinct hours; index left unchanged"
+            )
+        return int(n)
+
+    def _swap_rows(self, info: ModelInfo) -> None:
+        """Inside the caller's transaction: the model's old rows and clusters out, its record
+        written, the staged rows in."""
+        con = self._con
+        for t in ("embeddings", "clusters", "centroids"):  # fixed names
+            con.execute(f"DELETE FROM {t} WHERE model_id = ?", [info.model_id])
+        con.execute(
+            "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                info.model_id,
+                info.arch,
+                info.embedding_dim,
+                info.grid_json,
+                info.checkpoint,
+                info.archive,
+                datetime.now(UTC).replace(tzinfo=None),
+            ],
+        )
+        con.execute(
+            "INSERT INTO embeddings SELECT ?, time, embedding FROM _wxembed_staged ORDER BY time",
+            [info.model_id],
+        )
+        con.execute("DROP TABLE _wxembed_staged")
 
     def add_vectors(self, info: ModelInfo, times, matrix: np.ndarray) -> dict[str, int]:
         """:meth:`replace_model` from numpy: ``times`` (n,) and ``matrix`` (n, d)."""

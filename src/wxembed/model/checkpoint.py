@@ -126,6 +126,11 @@ class Checkpoint:
             ) from None
 
     @property
+    def state_dict(self) -> dict:
+        """The saved weights (tensors by name), as Lightning wrote them."""
+        return self._contents["state_dict"]
+
+    @property
     def arch(self) -> str:
         return str(self.hparams.get("arch", ""))
 

@@ -1,0 +1,255 @@
+"""What a person sees in the terminal: log lines, a user's mistake in one line, JSON, summaries.
+
+Without ``--verbose`` the console shows wxembed's own lines and progress bars: the INFO chatter of
+dependencies, their deprecation warnings and the start-up lines of Beam's worker processes are
+held back. ``--verbose`` brings all of it back, with each line's level and logger.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+
+from wxembed.errors import WxembedError
+
+_state = {"verbose": False}
+
+BEAM_WORKER_NOISE = re.compile(
+    r"(?:INFO|WARNING):[\w.]+:(?:apitools not found|Logging handler created"
+    r"|No semi_persistent_directory found|Discarding unparseable args)[^\n]*\n?"
+)
+"""What each Beam worker process prints on start-up, on the stderr it inherits from ours, before
+its log level applies: the GCP extras are absent (not needed), its log handler, no staged main
+session (none is needed on one machine), options meant for the driver. None asks anything of a
+user."""
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """INFO as the bare message; warnings and errors prefixed with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {text}"
+        return text
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr: wxembed's INFO lines and every warning; with ``verbose``, everything."""
+    _state["verbose"] = verbose
+    handler = logging.StreamHandler(sys.stderr)
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_ConsoleFormatter("%(message)s"))
+        # Beam warns on import that its GCP extras are absent; they are not needed
+        handler.addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+    logging.getLogger("wxembed").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)  # relays workers' chatter
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category)  # asks nothing of a user
+
+
+def is_verbose() -> bool:
+    """Whether ``--verbose`` was given."""
+    return _state["verbose"]
+
+
+@contextmanager
+def show_only(logger: str) -> Iterator[None]:
+    """Unless verbose, of wxembed's INFO lines show only those of ``logger`` (a job's stages)
+    while the body runs."""
+    loggers = [logging.getLogger("wxembed"), logging.getLogger(logger)]
+    levels = [lg.level for lg in loggers]
+    if not is_verbose():
+        loggers[0].setLevel(logging.WARNING)
+        loggers[1].setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def tame_lightning() -> None:
+    """Lightning logs each line twice (through a handler of its own and through ours) and at
+    INFO tells of absent GPUs and TPUs and of its cloud products: one copy, and unless verbose,
+    only its warnings. Call it when Lightning is about to be used: its import resets its levels."""
+    import lightning.pytorch  # noqa: F401  (heavy: PyTorch; its import sets the levels we reset)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if logging.getLogger().handlers:  # ours (or pytest's) prints them: drop Lightning's own
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+        logger.setLevel(logging.INFO if is_verbose() else logging.WARNING)
+
+
+# ---- output ----------------------------------------------------------------------------------
+def to_json(obj) -> str:
+    """JSON for people and programs: indented, NaN and infinities as null (strict readers refuse
+    NaN), anything else JSON does not know (times, paths) as its string."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2, default=str)
+
+
+def echo_json(obj) -> None:
+    """Print :func:`to_json` of ``obj``."""
+    typer.echo(to_json(obj))
+
+
+def finish_run(report, summary: str) -> None:
+    """The end of a run that fills an archive: every hour that did not make it, one line each on
+    stderr; the manifest summary; exit code 1 when an hour failed (missing is not a failure)."""
+    for rec in report.problems():
+        typer.echo(f"{rec['status']}: {rec['time'] or '?'}: {rec['reason']}", err=True)
+    typer.echo(summary)
+    if report.counts()["failed"]:
+        raise typer.Exit(code=1)
+
+
+# ---- errors ----------------------------------------------------------------------------------
+def exit_on_user_error(command: Callable) -> Callable:
+    """Wrap a command: a :class:`~wxembed.errors.WxembedError` (a user's mistake or bad input,
+    named in its message) becomes ``error: <message>`` on stderr and exit code 2, no traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except WxembedError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return run
+
+
+def add_commands(app: typer.Typer, *commands: Callable) -> None:
+    """Register each function as a sub-command of ``app``, behind :func:`exit_on_user_error`."""
+    for command in commands:
+        app.command()(exit_on_user_error(command))
+
+
+# ---- Beam's worker processes -----------------------------------------------------------------
+@contextmanager
+def beam_worker_output() -> Iterator[None]:
+    """While the body runs, pass what goes to file descriptor 2 (where Beam's local worker
+    processes, which inherit it, print) through a filter that drops :data:`BEAM_WORKER_NOISE`.
+    Python's own ``sys.stderr`` (log lines, progress bars) still writes to the terminal directly,
+    so their order and the terminal's width are kept. Nothing is filtered when verbose."""
+    if is_verbose():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        terminal = os.dup(2)
+    except (OSError, ValueError):  # no stderr to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    swapped = _python_stderr_to(terminal)
+    forward = threading.Thread(target=_forward, args=(read_end, os.dup(terminal)), daemon=True)
+    forward.start()
+    try:
+        yield
+    finally:
+        if swapped:
+            _python_stderr_back(*swapped)
+        os.dup2(terminal, 2)  # the pipe's last writers are now the workers, which are ending
+        os.close(terminal)
+        forward.join(timeout=2.0)
+
+
+def _forward(read_end: int, out: int) -> None:
+    """Copy the pipe to ``out`` without the noise, until every writer has closed it."""
+    pending = b""
+    try:
+        while chunk := os.read(read_end, 65536):
+            text = (pending + chunk).decode("utf-8", errors="replace")
+            head, sep, pending_text = text.rpartition("\n")  # hold a partial last line back
+            kept = BEAM_WORKER_NOISE.sub("", head + sep)
+            pending = pending_text.encode()
+            if kept:
+                os.write(out, kept.encode())
+        if pending:
+            os.write(out, BEAM_WORKER_NOISE.sub("", pending.decode(errors="replace")).encode())
+    except OSError:
+        pass
+    finally:
+        os.close(read_end)
+        os.close(out)
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [
+        h
+        for lg in loggers
+        if isinstance(lg, logging.Logger)
+        for h in lg.handlers
+        if isinstance(h, logging.StreamHandler)
+    ]
+
+
+def _python_stderr_to(terminal: int):
+    """Point ``sys.stderr``, and the log handlers writing to it, at ``terminal``, when it is the
+    process's descriptor 2 (not when a test runner captures it)."""
+    old = sys.stderr
+    try:
+        if old.fileno() != 2:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    new = open(os.dup(terminal), "w", buffering=1, encoding=old.encoding, errors=old.errors)
+    handlers = [h for h in _stream_handlers() if h.stream is old]
+    sys.stderr = new
+    for h in handlers:
+        h.setStream(new)
+    return old, new, handlers
+
+
+def _python_stderr_back(old, new, handlers: list[logging.StreamHandler]) -> None:
+    new.flush()
+    sys.stderr = old
+    for h in handlers:
+        h.setStream(old)
+
+
+__all__ = [
+    "BEAM_WORKER_NOISE",
+    "add_commands",
+    "beam_worker_output",
+    "echo_json",
+    "exit_on_user_error",
+    "finish_run",
+    "is_verbose",
+    "setup_logging",
+    "show_only",
+    "tame_lightning",
+    "to_json",
+]
