@@ -46,8 +46,9 @@ def main() -> None:
 
         # 2. a month of synthetic hours into an archive through the Beam pipeline
         t0 = time.perf_counter()
-        report = ingest_synthetic(config, args.start, args.hours, tmp / "month.zarr", workers=args.workers,
-                                  progress=False)  # fmt: skip
+        report = ingest_synthetic(
+            config, args.start, args.hours, tmp / "month.zarr", workers=args.workers, progress=False
+        )
         seconds = time.perf_counter() - t0
         out["synth_hours"] = report.counts()["stored"]
         out["synth_seconds"] = round(seconds, 1)

@@ -5,7 +5,8 @@ project's encoder on the full HRRR grid, holding the hour's synthetic REFC among
 other messages (a few distinct noisy full-grid fields, repeated; REFC about 40 % of the way in,
 as in a real ``wrfsfcf00``), and a matching ``.idx``. The files are assembled in memory from
 shared pieces and answer Range requests; the server counts every body byte it sends, which is
-the ground truth for what crossed the wire. ``wxembed.pipelines.fetch.fetch_hours`` then fetches the hours
+the ground truth for what crossed the wire. ``wxembed.pipelines.fetch.fetch_hours`` then
+fetches the hours
 into a fresh archive through the Beam pipeline, and once more to time the resume (all skipped).
 
 Prints one JSON object. Run: ``python bench/bench_fetch.py [--hours 24] [--workers 2]``.
@@ -131,9 +132,16 @@ def build_archive(args, tmp: Path) -> tuple[dict[str, VirtualFile | bytes], dict
     start = np.datetime64(args.start, "s")
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0 : grid.ny, 0 : grid.nx]
-    params = [GribParam(0, 0, 0, 103, 2), GribParam(0, 0, 6, 103, 2), GribParam(0, 1, 1, 103, 2),
-              GribParam(0, 2, 2, 103, 10), GribParam(0, 2, 3, 103, 10), GribParam(0, 3, 0, 1, 0),
-              GribParam(0, 3, 5, 1, 0), GribParam(0, 19, 0, 1, 0)]  # fmt: skip
+    params = [
+        GribParam(0, 0, 0, 103, 2),
+        GribParam(0, 0, 6, 103, 2),
+        GribParam(0, 1, 1, 103, 2),
+        GribParam(0, 2, 2, 103, 10),
+        GribParam(0, 2, 3, 103, 10),
+        GribParam(0, 3, 0, 1, 0),
+        GribParam(0, 3, 5, 1, 0),
+        GribParam(0, 19, 0, 1, 0),
+    ]
     distinct = []
     for i, p in enumerate(params):
         values = 100 * i + 10 * np.sin(xx / (80 + 9 * i)) + 5 * np.cos(yy / (60 + 7 * i))
@@ -194,34 +202,48 @@ def main() -> None:
         end = np.datetime64(args.start, "s") + np.timedelta64(args.hours, "h")
         try:
             t0 = time.perf_counter()
-            report = fetch_hours(args.start, end, tmp / "a.zarr", base_url=server.url,
-                                 workers=args.workers, progress=False)  # fmt: skip
+            report = fetch_hours(
+                args.start,
+                end,
+                tmp / "a.zarr",
+                base_url=server.url,
+                workers=args.workers,
+                progress=False,
+            )
             seconds = time.perf_counter() - t0
             sent, sent_idx, sent_grib = server.total(), server.total(".idx"), server.total(".grib2")
             t0 = time.perf_counter()
-            again = fetch_hours(args.start, end, tmp / "a.zarr", base_url=server.url,
-                                workers=args.workers, progress=False)  # fmt: skip
+            again = fetch_hours(
+                args.start,
+                end,
+                tmp / "a.zarr",
+                base_url=server.url,
+                workers=args.workers,
+                progress=False,
+            )
             rerun_seconds = time.perf_counter() - t0
             rerun_sent = server.total() - sent
         finally:
             server.close()
     stored = report.counts()["stored"]
-    out.update({
-        "stored": stored,
-        "problems": len(report.problems()),
-        "fetch_seconds": round(seconds, 2),
-        "hours_per_second": round(stored / seconds, 2),
-        "server_bytes_sent_per_hour": round(sent / args.hours),
-        "server_grib2_range_bytes_per_hour": round(sent_grib / args.hours),
-        "server_idx_bytes_per_hour": round(sent_idx / args.hours),
-        "grib2_range_bytes_equal_refc_messages": sent_grib == info["refc_bytes_total"],
-        "whole_file_over_sent": round(info["whole_file_bytes_total"] / sent, 1),
-        "client_counted_bytes": report.bytes_fetched,
-        "client_counted_whole_file_bytes": report.whole_file_bytes,
-        "rerun_seconds": round(rerun_seconds, 2),
-        "rerun_skipped": again.skipped,
-        "rerun_bytes_sent": rerun_sent,
-    })  # fmt: skip
+    out.update(
+        {
+            "stored": stored,
+            "problems": len(report.problems()),
+            "fetch_seconds": round(seconds, 2),
+            "hours_per_second": round(stored / seconds, 2),
+            "server_bytes_sent_per_hour": round(sent / args.hours),
+            "server_grib2_range_bytes_per_hour": round(sent_grib / args.hours),
+            "server_idx_bytes_per_hour": round(sent_idx / args.hours),
+            "grib2_range_bytes_equal_refc_messages": sent_grib == info["refc_bytes_total"],
+            "whole_file_over_sent": round(info["whole_file_bytes_total"] / sent, 1),
+            "client_counted_bytes": report.bytes_fetched,
+            "client_counted_whole_file_bytes": report.whole_file_bytes,
+            "rerun_seconds": round(rerun_seconds, 2),
+            "rerun_skipped": again.skipped,
+            "rerun_bytes_sent": rerun_sent,
+        }
+    )
     print(json.dumps(out, indent=2))
 
 

@@ -129,7 +129,11 @@ class Run:
         idx = torch.randint(len(train_x), (batch,), generator=self.gen)
         xb = train_x[idx]
         self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(xb), xb)
+        if hasattr(self.model, "training_pair"):  # ours: the loss on its working grid
+            recon, target = self.model.training_pair(xb)
+        else:
+            recon, target = self.model(xb), xb
+        loss = self.loss_fn(recon, target)
         loss.backward()
         self.opt.step()
         self.seconds += time.perf_counter() - t0
@@ -182,9 +186,12 @@ def main() -> None:
     parser.add_argument("--fast-loss", default="logcosh_csi", choices=sorted(LOSSES))
     parser.add_argument("--seed-schedule", default="constant", choices=SCHEDULES)
     parser.add_argument("--fast-schedule", default="cosine", choices=SCHEDULES)
-    parser.add_argument("--extra", default=None,
-                        help='more runs, JSON: {"name": {"arch": .., "hparams": {..}, "loss": .., '
-                             '"loss_kwargs": {..}}}')  # fmt: skip
+    parser.add_argument(
+        "--extra",
+        default=None,
+        help='more runs, JSON: {"name": {"arch": .., "hparams": {..}, "loss": .., '
+        '"loss_kwargs": {..}}}',
+    )
     parser.add_argument("--torch-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", default=None, help="a .pt file to keep the rendered hours in")
@@ -201,8 +208,10 @@ def main() -> None:
         train_x = render(args.factor, 0, "2024-01-01T00", args.train_hours, args.train_every)
         test_x = render(args.factor, 1, "2023-01-01T05", args.test_hours, 29)
         if args.cache:  # 8 bits are enough: the archive stores 0.5 dBZ steps
-            q = {"train": (train_x * 255).round().to(torch.uint8),
-                 "test": (test_x * 255).round().to(torch.uint8)}  # fmt: skip
+            q = {
+                "train": (train_x * 255).round().to(torch.uint8),
+                "test": (test_x * 255).round().to(torch.uint8),
+            }
             torch.save({"key": key, **q}, args.cache)
             train_x, test_x = q["train"].float() / 255, q["test"].float() / 255
     out: dict = {
@@ -227,8 +236,12 @@ def main() -> None:
     for arch in args.archs.split(","):
         given = getattr(args, f"{arch}_hparams")
         hparams = json.loads(given) if given else analogue.get(arch, {})
-        specs[arch] = {"arch": arch, "hparams": hparams, "loss": getattr(args, f"{arch}_loss"),
-                       "schedule": getattr(args, f"{arch}_schedule")}  # fmt: skip
+        specs[arch] = {
+            "arch": arch,
+            "hparams": hparams,
+            "loss": getattr(args, f"{arch}_loss"),
+            "schedule": getattr(args, f"{arch}_schedule"),
+        }
     specs.update(json.loads(args.extra) if args.extra else {})
     shape = tuple(train_x.shape[-2:])
     runs = [Run(name, spec, shape, args) for name, spec in specs.items()]

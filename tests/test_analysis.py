@@ -1,20 +1,21 @@
 """What embeddings are for, on a synthetic archive and a quickly trained model.
 
-Four days of synthetic June storms (96 hours, four regimes: clear, isolated cells, MCS,
-stratiform) on the HRRR grid coarsened 16x, a small fast network trained for 80 steps, every
-hour embedded through the Beam pipeline. What the tests show, as measured when they were written:
+The session's shared fixtures (tests/conftest.py): four days of synthetic June storms (96 hours,
+four regimes: clear, isolated cells, MCS, stratiform) on the HRRR grid coarsened 16x, a small
+fast network trained for 80 steps, every hour embedded through the Beam pipeline with its last
+checkpoint. What the tests show, as measured (``pytest -s`` prints these figures):
 
 - search: the nearest neighbour of an hour (only the hour itself left out) is the hour before
   or after it for 85 of 96 hours (0.89), against 2/95 = 0.02 by chance;
-- clustering with k = 4 (the regimes present): adjusted Rand index 0.14 against the generator's
-  regime labels, above every one of 200 random relabellings;
+- clustering with k = 4 (the regimes present): adjusted Rand index 0.28 against the generator's
+  regime labels, above every one of 200 random relabellings (the largest of them 0.05);
 - interpolation (every pair 2 h apart, 94 pairs): the plain pixel average beats the decoded
-  midpoint embedding on every headline score (MSE 5.9 against 17.5 dBZ^2, CSI at 20 dBZ 0.52
-  against 0.10, and likewise MAE, CSI 35/45, FSS, SSIM) and on MSE in all 94 pairs. The decoded
-  midpoint is about as good as the autoencoder's own reconstruction of the real hour (17.8), so
-  the loss is the small model's, not the interpolation's; it is far better than decoding the
-  embedding of an hour two days later (MSE 31.8). The test asserts that, and records the
-  winners (``record_property``) instead of asserting a win that is not there.
+  midpoint embedding on every headline score (MSE 5.9 against 15.7 dBZ^2, CSI at 20 dBZ 0.52
+  against 0.08, and likewise MAE, CSI 35/45, FSS, SSIM) and on MSE in 93 of the 94 pairs. The
+  decoded midpoint is about as good as the autoencoder's own reconstruction of the real hour
+  (15.7), so the loss is the small model's, not the interpolation's; it is far better than
+  decoding the embedding of an hour two days later (MSE 32.6). The test asserts that, and
+  records the winners (``record_property``) instead of asserting a win that is not there.
 """
 
 from __future__ import annotations
@@ -24,65 +25,21 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_HOURS as HOURS
 
 from wxembed.archive import Archive
-from wxembed.errors import ArchiveError
-from wxembed.grid import HRRR_CONUS
-from wxembed.errors import EmbeddingError, EmbeddingIndexError
+from wxembed.errors import ArchiveError, EmbeddingError, EmbeddingIndexError
 from wxembed.index import EmbeddingIndex
-
-GRID = HRRR_CONUS.coarsen(16)  # 66 x 112, 48 km
-HP = {
-    "widths": [16, 32],
-    "enc_blocks": [0, 1],
-    "dec_blocks": [1, 1],
-    "head_hidden": 32,
-    "code_channels": 8,
-}
-START, HOURS = "2024-06-01T00", 96
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    import torch
-
-    from wxembed.pipelines.embed import embed_archive
-    from wxembed.pipelines.ingest import ingest_synthetic
-    from wxembed.sources.synthetic import SynthConfig
-    from wxembed.train import TrainConfig, train
-
-    # Tensors this small gain nothing from a second thread, and on a shared 2-core machine its
-    # waits made training 4-5 times slower (80 steps: ~15 s on one thread, 40-90 s on two).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        tmp = tmp_path_factory.mktemp("analysis")
-        ingest_synthetic(
-            SynthConfig(seed=0, grid=GRID), START, HOURS, tmp / "a.zarr", workers=1, progress=False
-        )
-        report = train(
-            TrainConfig(
-                archive=str(tmp / "a.zarr"),
-                out=str(tmp / "model"),
-                arch="fast",
-                hparams=HP,
-                num_steps=80,
-                num_checkpoints=1,
-                batch_size=4,
-                lr=2e-3,
-                progress=False,
-            )
-        )
-        ckpt = report["last_checkpoint"]
-        embed_archive(tmp / "a.zarr", ckpt, tmp / "i.duckdb", workers=1, progress=False)
-        yield {
-            "tmp": tmp,
-            "archive": Archive(tmp / "a.zarr"),
-            "ckpt": ckpt,
-            "index": tmp / "i.duckdb",
-        }
-    finally:
-        torch.set_num_threads(threads)
+def world(tiny_archive, trained_model, tiny_index):
+    """The shared archive, the last checkpoint of the model trained on it, and its index."""
+    return {
+        "archive": Archive(tiny_archive),
+        "ckpt": trained_model / "checkpoints" / "last.ckpt",
+        "index": tiny_index,
+    }
 
 
 def test_the_nearest_neighbour_of_an_hour_is_an_adjacent_hour_far_more_often_than_chance(world):
@@ -99,14 +56,14 @@ def test_the_nearest_neighbour_of_an_hour_is_an_adjacent_hour_far_more_often_tha
     assert rate > 10 * chance and rate > 0.5
 
 
-def test_a_grib2_file_of_an_hour_finds_that_hour_first(world, tmp_path):
+def test_a_grib2_file_of_an_hour_finds_that_hour_first(world, tiny_grid, tmp_path):
     from wxembed.analysis import search_similar
     from wxembed.sources import DecodedField
     from wxembed.sources.grib import write_refc_file
 
     t = np.datetime64("2024-06-02T15", "s")
     path = write_refc_file(
-        tmp_path / "q.grib2", DecodedField(t, GRID, world["archive"].read_dbz(t))
+        tmp_path / "q.grib2", DecodedField(t, tiny_grid, world["archive"].read_dbz(t))
     )
     top = search_similar(world["index"], path, k=3, exclude_hours=None)
     assert top.time.iloc[0] == pd.Timestamp(t) and top.distance.iloc[0] < 1e-2
@@ -166,8 +123,8 @@ def test_interpolated_midpoints_are_scored_against_the_real_hour_and_the_pixel_a
     world, record_property
 ):
     from wxembed.analysis import interpolation_skill
-    from wxembed.model.encoder import load_embedding_model
     from wxembed.evaluation.metrics import score
+    from wxembed.model.encoder import load_embedding_model
 
     report = interpolation_skill(world["archive"], world["ckpt"], gap_hours=2)
     s = report["scores"]
@@ -199,7 +156,7 @@ def test_interpolated_midpoints_are_scored_against_the_real_hour_and_the_pixel_a
     assert s["embedding_midpoint"]["mse"] < 0.75 * far_mse
 
 
-def test_one_interpolation_names_the_real_hour_and_draws_it(world, tmp_path):
+def test_one_interpolation_names_the_real_hour_and_draws_it(world, tiny_grid, tmp_path):
     from wxembed.analysis import interpolate_hours
     from wxembed.figures.plot import save_interpolation_png
 
@@ -213,13 +170,15 @@ def test_one_interpolation_names_the_real_hour_and_draws_it(world, tmp_path):
     )
     assert r["truth_time"] == "2024-06-02 11:00:00Z"
     np.testing.assert_array_equal(r["fields"]["truth"], world["archive"].read_dbz(r["truth_time"]))
-    save_interpolation_png(tmp_path / "i.png", r, GRID)
+    save_interpolation_png(tmp_path / "i.png", r, tiny_grid)
     assert (tmp_path / "i.png").stat().st_size > 0
     with pytest.raises(ArchiveError, match="2024-06-08 00:00:00Z is not stored; nearest stored: "):
         interpolate_hours(world["archive"], world["ckpt"], "2024-06-08T00", "2024-06-10T00")
 
 
-def test_encode_and_decode_round_trip_through_json_npy_netcdf_grib2_and_png(world, tmp_path):
+def test_encode_and_decode_round_trip_through_json_npy_netcdf_grib2_and_png(
+    world, tiny_grid, tmp_path
+):
     import xarray as xr
 
     from wxembed.analysis import decode_embedding, encode_field, load_embedding
@@ -228,7 +187,7 @@ def test_encode_and_decode_round_trip_through_json_npy_netcdf_grib2_and_png(worl
     t = "2024-06-03T06"
     emb = encode_field(archive=world["archive"], time=t, checkpoint=world["ckpt"])
     assert emb.embedding_dim == 50 and emb.compression()["compression_ratio"] == round(
-        GRID.size / 50, 1
+        tiny_grid.size / 50, 1
     )
     with EmbeddingIndex(world["index"], read_only=True) as ix:
         np.testing.assert_allclose(emb.vector, ix.vector_at(t), rtol=1e-4, atol=1e-5)
@@ -237,17 +196,19 @@ def test_encode_and_decode_round_trip_through_json_npy_netcdf_grib2_and_png(worl
     np.testing.assert_array_equal(back.vector, emb.vector)
 
     field = decode_embedding(tmp_path / "e.json", checkpoint=world["ckpt"], out=tmp_path / "f.nc")
-    assert field.dbz.shape == GRID.shape and 0 <= np.nanmin(field.dbz) <= np.nanmax(field.dbz) <= 60
+    assert (
+        field.dbz.shape == tiny_grid.shape
+        and 0 <= np.nanmin(field.dbz) <= np.nanmax(field.dbz) <= 60
+    )
     nc = xr.open_dataset(tmp_path / "f.nc")
     np.testing.assert_allclose(nc.reflectivity.values, field.dbz)
     assert nc.crs.attrs["grid_mapping_name"] == "lambert_conformal_conic"
     decode_embedding(back, checkpoint=world["ckpt"], out=tmp_path / "f.grib2")
     grib = decode_refc(tmp_path / "f.grib2")
-    assert grib.grid.same_as(GRID) and grib.time == np.datetime64(t, "s")
+    assert grib.grid.same_as(tiny_grid) and grib.time == np.datetime64(t, "s")
     np.testing.assert_allclose(grib.dbz, field.dbz, atol=0.05)
-    emb.save(
-        tmp_path / "e.npy"
-    )  # a bare vector: no model named, so any model of its size decodes it
+    # a bare vector: no model named, so any model of its size decodes it
+    emb.save(tmp_path / "e.npy")
     decode_embedding(tmp_path / "e.npy", checkpoint=world["ckpt"], out=tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
 

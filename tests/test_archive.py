@@ -13,8 +13,8 @@ from wxembed.grid import HRRR_CONUS
 
 
 @pytest.fixture
-def archive(tmp_path, small_grid):
-    return Archive.create(tmp_path / "a.zarr", small_grid)
+def archive(tmp_path, tiny_grid):
+    return Archive.create(tmp_path / "a.zarr", tiny_grid)
 
 
 def test_dbz_is_stored_in_half_dbz_steps_from_minus_32_and_nan_is_no_data():
@@ -25,8 +25,8 @@ def test_dbz_is_stored_in_half_dbz_steps_from_minus_32_and_nan_is_no_data():
     assert encode_dbz(dbz).dtype == np.uint8
 
 
-def test_archive_opens_with_xarray_as_cf_dbz_on_its_grid(archive, small_grid):
-    field = storm_field(small_grid, 0, "2024-07-01T00")
+def test_archive_opens_with_xarray_as_cf_dbz_on_its_grid(archive, tiny_grid):
+    field = storm_field(tiny_grid, 0, "2024-07-01T00")
     archive.write(field)
     ds = xr.open_zarr(archive.path, consolidated=False)
     refl = ds.reflectivity
@@ -36,39 +36,37 @@ def test_archive_opens_with_xarray_as_cf_dbz_on_its_grid(archive, small_grid):
     assert refl.encoding["scale_factor"] == 0.5 and refl.encoding["add_offset"] == -32.0
     assert np.abs(refl.isel(time=0).values - field.dbz).max() <= 0.25
     assert ds.crs.attrs["grid_mapping_name"] == "lambert_conformal_conic"
-    lat, lon = small_grid.latlon()
+    lat, lon = tiny_grid.latlon()
     np.testing.assert_allclose(ds.lat.values, lat, atol=1e-4)
-    assert (
-        "wxembed_grid" in ds.attrs and json.loads(ds.attrs["wxembed_grid"])["nx"] == small_grid.nx
-    )
+    assert "wxembed_grid" in ds.attrs and json.loads(ds.attrs["wxembed_grid"])["nx"] == tiny_grid.nx
 
 
-def test_each_hour_is_one_zstd_chunk(archive, small_grid):
+def test_each_hour_is_one_zstd_chunk(archive, tiny_grid):
     meta = json.loads((archive.path / "reflectivity" / "zarr.json").read_text())
-    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, small_grid.ny, small_grid.nx]
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, tiny_grid.ny, tiny_grid.nx]
     assert any(c["name"] == "zstd" for c in meta["codecs"])
 
 
-def test_appending_an_hour_already_stored_neither_duplicates_nor_changes_it(archive, small_grid):
-    first = storm_field(small_grid, 0, "2024-07-01T00")
+def test_appending_an_hour_already_stored_neither_duplicates_nor_changes_it(archive, tiny_grid):
+    first = storm_field(tiny_grid, 0, "2024-07-01T00")
     archive.write(first)
-    again = storm_field(small_grid, 99, "2024-07-01T00")  # same hour, other values
+    again = storm_field(tiny_grid, 99, "2024-07-01T00")  # same hour, other values
     rec = archive.write(again)
     assert rec.reason == "already stored"
     assert len(archive.slot_times) == 1 and len(archive) == 1
     assert np.abs(archive.read_dbz("2024-07-01T00") - first.dbz).max() <= 0.25
 
 
-def test_hours_written_out_of_order_read_back_sorted(archive, small_grid):
+def test_hours_written_out_of_order_read_back_sorted(archive, tiny_grid):
     for hour in ("03", "01", "02"):
-        archive.write(storm_field(small_grid, int(hour), f"2024-07-01T{hour}"))
+        archive.write(storm_field(tiny_grid, int(hour), f"2024-07-01T{hour}"))
     times = archive.dataset().time.values
     assert list(times) == sorted(times) and len(times) == 3
     assert list(archive.manifest().time.dt.hour) == [1, 2, 3]
 
 
-def test_a_field_on_another_grid_is_refused_and_stored_hours_are_untouched(archive, small_grid):
-    kept = storm_field(small_grid, 0, "2024-07-01T00")
+def test_a_field_on_another_grid_is_refused_and_stored_hours_are_untouched(archive, tiny_grid):
+    kept = storm_field(tiny_grid, 0, "2024-07-01T00")
     archive.write(kept)
     other = storm_field(HRRR_CONUS.coarsen(8), 1, "2024-07-01T01")
     with pytest.raises(GridError, match=r"hrrr-conus/8.*expected 'hrrr-conus/16'"):
@@ -77,10 +75,10 @@ def test_a_field_on_another_grid_is_refused_and_stored_hours_are_untouched(archi
     assert np.abs(archive.read_dbz("2024-07-01T00") - kept.dbz).max() <= 0.25
 
 
-def test_manifest_records_missing_and_failed_hours_with_reasons(archive, small_grid):
+def test_manifest_records_missing_and_failed_hours_with_reasons(archive, tiny_grid):
     archive.record("2024-07-01T01", "missing", "no file upstream", source="s3://x")
     archive.record("2024-07-01T02", "failed", "truncated", source="f.grib2")
-    archive.write(storm_field(small_grid, 0, "2024-07-01T00"))
+    archive.write(storm_field(tiny_grid, 0, "2024-07-01T00"))
     m = archive.manifest()
     assert list(m.status) == ["stored", "missing", "failed"]
     assert list(m.reason) == ["", "no file upstream", "truncated"]
@@ -88,15 +86,15 @@ def test_manifest_records_missing_and_failed_hours_with_reasons(archive, small_g
     assert len(archive.dataset().time) == 1  # readers see stored hours only
 
 
-def test_a_failure_never_downgrades_a_stored_hour(archive, small_grid):
-    archive.write(storm_field(small_grid, 0, "2024-07-01T00"))
+def test_a_failure_never_downgrades_a_stored_hour(archive, tiny_grid):
+    archive.write(storm_field(tiny_grid, 0, "2024-07-01T00"))
     archive.record("2024-07-01T00", "failed", "later copy was corrupt")
     assert archive.manifest().status.tolist() == ["stored"]
 
 
-def test_a_missing_hour_can_be_filled_later(archive, small_grid):
+def test_a_missing_hour_can_be_filled_later(archive, tiny_grid):
     archive.record("2024-07-01T00", "missing", "404")
-    archive.write(storm_field(small_grid, 0, "2024-07-01T00"))
+    archive.write(storm_field(tiny_grid, 0, "2024-07-01T00"))
     m = archive.manifest()
     assert m.status.tolist() == ["stored"] and m.reason.tolist() == [""]
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import storm_field
 
 from wxembed.archive import Archive
 from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
@@ -20,17 +19,9 @@ def low_rank_normalised(n=40, shape=(12, 16), rank=5, seed=0):
 
 
 @pytest.fixture(scope="module")
-def archive_60h(tmp_path_factory):
-    """60 storm hours on the HRRR grid coarsened 16x (66 x 112)."""
-    from wxembed.grid import HRRR_CONUS
-
-    grid = HRRR_CONUS.coarsen(16)
-    archive = Archive.create(tmp_path_factory.mktemp("pca") / "a.zarr", grid)
-    start = np.datetime64("2024-07-01T00", "s")
-    for i in range(60):
-        time = str(start + np.timedelta64(i, "h"))
-        archive.write(storm_field(grid, i, time))
-    return archive
+def archive(tiny_archive):
+    """The shared archive: 96 hours of synthetic storms on the 66 x 112 grid."""
+    return Archive(tiny_archive)
 
 
 def test_normalisation_maps_no_data_to_zero_and_clips_to_0_60_dbz():
@@ -69,21 +60,21 @@ def test_incremental_pca_matches_a_one_batch_svd():
     np.testing.assert_allclose(gram, np.eye(8), atol=1e-5)
 
 
-def test_pca_fits_from_an_archive_in_batches_and_encodes_50_numbers_per_hour(archive_60h):
-    times = archive_60h.stored_times()
+def test_pca_fits_from_an_archive_in_batches_and_encodes_50_numbers_per_hour(archive):
+    times = archive.stored_times()
     train = times[:55]
-    pca = PCABaseline(n_components=50).fit_archive(archive_60h, train, batch=16)
-    assert pca.n_samples_seen_ == 55 and pca.shape == archive_60h.grid.shape
+    pca = PCABaseline(n_components=50).fit_archive(archive, train, batch=16)
+    assert pca.n_samples_seen_ == 55 and pca.shape == archive.grid.shape
     # batches of 16 (the first smaller than 50 components) give the one-shot SVD's spectrum
-    train_fields = np.stack([archive_60h.read_dbz(t) for t in train])
+    train_fields = np.stack([archive.read_dbz(t) for t in train])
     flat = normalise_dbz(train_fields).reshape(55, -1).astype(np.float64)
     s_ref = np.linalg.svd(flat - flat.mean(axis=0), compute_uv=False)[:50]
     np.testing.assert_allclose(pca.singular_values_, s_ref, rtol=1e-4, atol=1e-6 * s_ref[0])
-    fields = np.stack([archive_60h.read_dbz(t) for t in times[55:]])
+    fields = np.stack([archive.read_dbz(t) for t in times[55:]])  # the other 41 hours
     codes = pca.encode(fields)
-    assert codes.shape == (5, 50) and codes.dtype == np.float32
+    assert codes.shape == (41, 50) and codes.dtype == np.float32
     recon = pca.decode(codes)
-    assert recon.shape == (5, *archive_60h.grid.shape)
+    assert recon.shape == (41, *archive.grid.shape)
     assert recon.min() >= 0.0 and recon.max() <= 60.0
     # the training hours are in the span of 50 components of 55 hours: nearly exact
     head = train_fields[:5]
@@ -91,16 +82,16 @@ def test_pca_fits_from_an_archive_in_batches_and_encodes_50_numbers_per_hour(arc
     assert train_err < 0.5
 
 
-def test_pca_fit_archive_refuses_fewer_hours_than_components(archive_60h):
+def test_pca_fit_archive_refuses_fewer_hours_than_components(archive):
     with pytest.raises(ValueError, match="cannot give 50 components"):
-        PCABaseline(50).fit_archive(archive_60h, archive_60h.stored_times()[:10])
+        PCABaseline(50).fit_archive(archive, archive.stored_times()[:10])
 
 
-def test_coarsened_pca_decodes_to_the_full_grid(archive_60h):
-    times = archive_60h.stored_times()
-    pca = PCABaseline(n_components=10, coarsen=4).fit_archive(archive_60h, times[:30], batch=8)
+def test_coarsened_pca_decodes_to_the_full_grid(archive):
+    times = archive.stored_times()
+    pca = PCABaseline(n_components=10, coarsen=4).fit_archive(archive, times[:30], batch=8)
     assert pca.components_.shape == (10, (66 // 4) * (112 // 4))
-    out = pca.decode(pca.encode(archive_60h.read_dbz(times[40])))
+    out = pca.decode(pca.encode(archive.read_dbz(times[40])))
     assert out.shape == (1, 66, 112)
     # trailing rows/columns beyond the last whole block repeat the last block's values
     np.testing.assert_array_equal(out[0, 64:, :], np.repeat(out[0, 63:64, :], 2, axis=0))
@@ -124,10 +115,10 @@ def test_pca_encode_before_fit_is_refused():
         PCABaseline().encode(np.zeros((4, 4)))
 
 
-def test_climatology_is_the_mean_normalised_training_image_in_dbz(archive_60h, tmp_path):
-    times = archive_60h.stored_times()[:20]
-    clim = ClimatologyBaseline().fit_archive(archive_60h, times, batch=6)
-    fields = np.stack([archive_60h.read_dbz(t) for t in times])
+def test_climatology_is_the_mean_normalised_training_image_in_dbz(archive, tmp_path):
+    times = archive.stored_times()[:20]
+    clim = ClimatologyBaseline().fit_archive(archive, times, batch=6)
+    fields = np.stack([archive.read_dbz(t) for t in times])
     expected = normalise_dbz(fields).mean(axis=0) * 60.0
     np.testing.assert_allclose(clim.mean_dbz, expected, atol=1e-4)
     pred = clim.predict(3)

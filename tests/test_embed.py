@@ -8,63 +8,36 @@ of the embeddings (tests/test_analysis.py trains one).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 import typer
+from conftest import TINY_HOURS, write_untrained_checkpoint
 from typer.testing import CliRunner
 
 from wxembed.archive import Archive
-from wxembed.errors import ArchiveError
+from wxembed.errors import ArchiveError, CheckpointError
 from wxembed.grid import HRRR_CONUS
 from wxembed.index import EmbeddingIndex
-from wxembed.errors import CheckpointError
 
-GRID = HRRR_CONUS.coarsen(16)  # 66 x 112
-HP = {
-    "widths": [16, 32],
-    "enc_blocks": [0, 1],
-    "dec_blocks": [1, 1],
-    "head_hidden": 16,
-    "code_channels": 4,
-}
-HOURS = 12
-
-
-def untrained_checkpoint(path: Path, grid=GRID, seed: int = 0, **hparams) -> Path:
-    """A checkpoint of a fresh fast network, in the layout training writes."""
-    from wxembed.model.task import AutoencoderModule
-
-    torch.manual_seed(seed)
-    module = AutoencoderModule("fast", grid.shape, {**HP, **hparams}, grid_json=grid.to_json())
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-    return path
+HOURS = TINY_HOURS  # stored hours of the archive
+HOLE = "2024-06-05T00"  # recorded missing, after the last stored hour (2024-06-04T23)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from wxembed.pipelines.ingest import ingest_synthetic
-    from wxembed.sources.synthetic import SynthConfig
-
+def setup(tmp_path_factory, tiny_archive, tiny_grid, untrained_checkpoint):
+    """A copy of the shared archive with a hole, and two untrained networks (50 and 16 numbers)."""
     tmp = tmp_path_factory.mktemp("embed")
-    ingest_synthetic(
-        SynthConfig(seed=0, grid=GRID),
-        "2024-07-01T00",
-        HOURS,
-        tmp / "a.zarr",
-        workers=1,
-        progress=False,
-    )
+    shutil.copytree(tiny_archive, tmp / "a.zarr")
     archive = Archive(tmp / "a.zarr")
-    archive.record("2024-07-01T12", "missing", "no such file upstream")  # a hole: not embedded
+    archive.record(HOLE, "missing", "no such file upstream")  # a hole: not embedded
     return {
-        "tmp": tmp,
         "archive": archive,
-        "ckpt": untrained_checkpoint(tmp / "m.ckpt"),
-        "ckpt16": untrained_checkpoint(tmp / "m16.ckpt", seed=1, embedding_dim=16),
+        "ckpt": untrained_checkpoint,
+        "ckpt16": write_untrained_checkpoint(tmp / "m16.ckpt", tiny_grid, seed=1, embedding_dim=16),
     }
 
 
@@ -97,7 +70,7 @@ def test_embedding_an_archive_writes_every_stored_hour_to_parquet_and_the_index(
         vs = ix.vectors()
         info = ix.model()
     np.testing.assert_array_equal(vs.times, stored)
-    assert info.embedding_dim == 50 and info.grid.same_as(GRID)
+    assert info.embedding_dim == 50 and info.grid.same_as(archive.grid)
     model = load_embedding_model(setup["ckpt"])
     expected = model.encode_raw(archive.read_raw(stored))  # (n, 50), the model run directly
     np.testing.assert_allclose(vs.matrix, expected, rtol=1e-4, atol=1e-5)
@@ -135,17 +108,17 @@ def test_two_worker_processes_give_the_same_embeddings_as_one(setup, tmp_path):
 
 def test_a_checkpoint_for_another_grid_is_refused_and_the_index_left_intact(setup, tmp_path):
     _embed(setup, tmp_path / "i.duckdb")
-    other = untrained_checkpoint(tmp_path / "other.ckpt", grid=HRRR_CONUS.coarsen(8))
+    other = write_untrained_checkpoint(tmp_path / "other.ckpt", HRRR_CONUS.coarsen(8))
     with pytest.raises(CheckpointError, match=r"trained on grid 'hrrr-conus/8'.*'hrrr-conus/16'"):
         _embed(setup, tmp_path / "i.duckdb", ckpt=other)
     with EmbeddingIndex(tmp_path / "i.duckdb", read_only=True) as ix:
         assert ix.count() == HOURS and len(ix.models()) == 1
 
 
-def test_an_archive_without_stored_hours_is_refused(setup, tmp_path):
+def test_an_archive_without_stored_hours_is_refused(setup, tiny_grid, tmp_path):
     from wxembed.pipelines.embed import embed_archive
 
-    Archive.create(tmp_path / "empty.zarr", GRID)
+    Archive.create(tmp_path / "empty.zarr", tiny_grid)
     with pytest.raises(ArchiveError, match="no stored hours to embed"):
         embed_archive(
             tmp_path / "empty.zarr", setup["ckpt"], tmp_path / "i.duckdb", workers=1, progress=False
@@ -177,18 +150,17 @@ def test_the_commands_print_results_and_fail_in_one_line_with_a_non_zero_exit(se
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["hours"] == HOURS
 
-    found = cli("search", index, "2024-07-01T05", "-k", 2, "--exclude-hours", 0, "--json")
+    found = cli("search", index, "2024-06-01T05", "-k", 2, "--exclude-hours", 0, "--json")
     assert found.exit_code == 0, found.output
-    assert {m["time"] for m in json.loads(found.stdout)["matches"]} <= {
-        f"2024-07-01T{h:02d}:00:00" for h in range(HOURS)
-    }
+    stored = {str(t) for t in setup["archive"].stored_times()}
+    assert {m["time"] for m in json.loads(found.stdout)["matches"]} <= stored
 
-    absent = cli("search", index, "2024-07-01T12", "-k", 2)  # the missing hour
+    absent = cli("search", index, HOLE, "-k", 2)  # the missing hour
     assert absent.exit_code == 2
     assert absent.stderr.strip().count("\n") == 0
-    assert "not in the index" in absent.stderr and "2024-07-01 11:00:00Z" in absent.stderr
+    assert "not in the index" in absent.stderr and "2024-06-04 23:00:00Z" in absent.stderr
 
-    too_many = cli("search", index, "2024-07-01T05", "-k", 500)
+    too_many = cli("search", index, "2024-06-01T05", "-k", 500)
     assert too_many.exit_code == 2 and "larger than the index" in too_many.stderr
 
     (tmp_path / "bad.json").write_text('{"embedding": [1, 2, 3')

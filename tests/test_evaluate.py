@@ -1,3 +1,9 @@
+"""Evaluation against the baselines, on the shared archive and model (tests/conftest.py).
+
+``trained_model`` was trained on ``tiny_archive``'s first 77 hours; its checkpoint names the
+first held-out hour (2024-06-04T05), so evaluation scores the last 19.
+"""
+
 from __future__ import annotations
 
 import json
@@ -5,47 +11,33 @@ import re
 
 import numpy as np
 import pytest
-from conftest import storm_field
+from conftest import TINY_HOURS, storm_archive
 
 from wxembed.archive import Archive
-from wxembed.errors import ArchiveError
+from wxembed.errors import ArchiveError, CheckpointError
 from wxembed.evaluation.evaluate import evaluate
 from wxembed.evaluation.metrics import beats
 from wxembed.figures.report import write_report
 from wxembed.grid import HRRR_CONUS
-from wxembed.pipelines.ingest import ingest_synthetic
-from wxembed.sources.synthetic import SynthConfig
-from wxembed.errors import CheckpointError
-from wxembed.train import TrainConfig, train
 
-GRID = HRRR_CONUS.coarsen(8)
+HELD_OUT = 19  # round(0.2 * 96): the latest fifth of the archive
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    ingest_synthetic(
-        SynthConfig(seed=1, grid=GRID),
-        "2024-07-01T00",
-        30,
-        root / "a.zarr",
-        workers=1,
-        progress=False,
-    )
-    report = train(TrainConfig(archive=str(root / "a.zarr"), out=str(root / "m"), arch="fast", num_steps=30,
-                               batch_size=4, num_checkpoints=1, progress=False))  # fmt: skip
-    return root, Archive(root / "a.zarr"), report["last_checkpoint"]
+def evaluation(tiny_archive, trained_model):
+    """The model folder (its best checkpoint) evaluated on the archive it was trained on."""
+    return evaluate(trained_model, tiny_archive)
 
 
-def test_evaluation_scores_the_autoencoder_and_both_baselines_on_the_held_out_hours(trained):
-    root, archive, ckpt = trained
-    result = evaluate(ckpt, archive.path)
-    assert result["train_hours"] == 24 and result["held_out_hours"] == 6
-    assert result["held_out_first"] == "2024-07-02T00:00:00"  # hours 24..29
-    assert result["pca_components"] == 24  # no more components than training hours
+def test_evaluation_scores_the_autoencoder_and_both_baselines_on_the_held_out_hours(evaluation):
+    result = evaluation
+    assert result["train_hours"] == TINY_HOURS - HELD_OUT and result["held_out_hours"] == HELD_OUT
+    assert result["held_out_first"] == "2024-06-04T05:00:00"  # hours 77..95
+    assert result["split"].startswith("the checkpoint's held-out start")
+    assert result["pca_components"] == result["embedding_dim"] == 50  # PCA of the code's size
     assert set(result["scores"]) == {"autoencoder", "pca", "climatology"}
     for scores in result["scores"].values():
-        assert scores["n_hours"] == 6 and scores["mse"] >= 0
+        assert scores["n_hours"] == HELD_OUT and scores["mse"] >= 0
         assert {"csi_20", "csi_35", "csi_45", "fss_35_81km", "ssim"} <= set(scores)
     assert result["by_season"].keys() == {"JJA"}
     assert set(result["by_regime"]) <= {
@@ -59,35 +51,47 @@ def test_evaluation_scores_the_autoencoder_and_both_baselines_on_the_held_out_ho
     json.dumps(result)  # JSON-ready
 
 
+def test_pca_gets_no_more_components_than_training_hours_on_an_archive_the_model_never_saw(
+    trained_model, tiny_grid, tmp_path
+):
+    july = storm_archive(tmp_path / "july.zarr", tiny_grid, 10)  # after the held-out start
+    result = evaluate(trained_model, july.path, search=False)
+    assert result["split"].startswith("the latest 20% of the archive's hours")
+    assert result["train_hours"] == 8 and result["held_out_hours"] == 2
+    assert result["held_out_first"] == "2024-07-01T08:00:00"
+    assert result["pca_components"] == 8  # not 50: no more components than training hours
+
+
 def test_comparison_knows_which_metrics_are_better_when_lower():
-    scores = {"a": {"mse": 1.0, "csi_35": 0.2, "far_35": 0.1, "n_hours": 3},
-              "b": {"mse": 2.0, "csi_35": 0.3, "far_35": 0.2, "n_hours": 3}}  # fmt: skip
+    scores = {
+        "a": {"mse": 1.0, "csi_35": 0.2, "far_35": 0.1, "n_hours": 3},
+        "b": {"mse": 2.0, "csi_35": 0.3, "far_35": 0.2, "n_hours": 3},
+    }
     assert beats(scores, "a", "b") == {"mse": True, "csi_35": False, "far_35": True}
 
 
-def test_an_archive_too_short_for_a_held_out_split_is_refused_before_scoring(trained, tmp_path):
-    _, _, ckpt = trained
-    short = Archive.create(tmp_path / "short.zarr", GRID)
-    short.write(storm_field(GRID, 0, "2025-01-01T00"))
+def test_an_archive_too_short_for_a_held_out_split_is_refused_before_scoring(
+    trained_model, tiny_grid, tmp_path
+):
+    short = storm_archive(tmp_path / "short.zarr", tiny_grid, 1, start="2025-01-01T00")
     with pytest.raises(ArchiveError, match="1 stored hour"):
-        evaluate(ckpt, short.path)
+        evaluate(trained_model, short.path)
 
 
-def test_a_checkpoint_on_another_grid_is_refused_before_scoring(trained, tmp_path):
-    _, _, ckpt = trained
-    other = Archive.create(tmp_path / "other.zarr", HRRR_CONUS.coarsen(16))
+def test_a_checkpoint_on_another_grid_is_refused_before_scoring(trained_model, tmp_path):
+    other = Archive.create(tmp_path / "other.zarr", HRRR_CONUS.coarsen(8))
     with pytest.raises(CheckpointError, match="trained on grid"):
-        evaluate(ckpt, other.path)
+        evaluate(trained_model, other.path)
 
 
-def test_the_report_is_one_self_contained_html_file(trained, tmp_path):
+def test_the_report_is_one_self_contained_html_file(evaluation, tiny_archive, tmp_path):
     from wxembed.figures.plot import save_field_png
 
-    root, archive, ckpt = trained
-    result = evaluate(ckpt, archive.path)
-    png = save_field_png(tmp_path / "f.png", archive.read_dbz(archive.stored_times()[0]), GRID)
+    archive = Archive(tiny_archive)
+    first = archive.read_dbz(archive.stored_times()[0])
+    png = save_field_png(tmp_path / "f.png", first, archive.grid)
     page = write_report(
-        tmp_path / "r.html", title="test", evaluation=result, figures=[("a field", png)]
+        tmp_path / "r.html", title="test", evaluation=evaluation, figures=[("a field", png)]
     ).read_text()
     assert page.count("<table>") >= 3  # facts, overall, at least one breakdown
     assert "data:image/png;base64," in page
@@ -95,5 +99,5 @@ def test_the_report_is_one_self_contained_html_file(trained, tmp_path):
     mse_row = re.search(r"<tr><th>MSE \(dBZ²\)</th>(.*?)</tr>", page).group(1)
     values = [float(v) for v in re.findall(r">([0-9.e+-]+)</td>", mse_row)]
     assert len(values) == 3 and np.isclose(
-        min(values), min(s["mse"] for s in result["scores"].values()), rtol=1e-3
+        min(values), min(s["mse"] for s in evaluation["scores"].values()), rtol=1e-3
     )

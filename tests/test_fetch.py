@@ -28,7 +28,6 @@ from wxembed.archive import Archive
 from wxembed.errors import MissingHour, SourceError
 from wxembed.grid import HRRR_CONUS
 from wxembed.pipelines.fetch import fetch_hours
-from wxembed.sources.http import FetchConfig, FetchStats, fetch_hour, http_get
 from wxembed.sources.grib import REFC_PARAM, GribParam, decode_refc, encode_message
 from wxembed.sources.hrrr import (
     MIRRORS,
@@ -40,12 +39,17 @@ from wxembed.sources.hrrr import (
     path_for_valid_time,
     write_idx,
 )
+from wxembed.sources.http import FetchConfig, FetchStats, fetch_hour, http_get
 
 START = np.datetime64("2019-01-01T00:00:00", "s")
 GRID = HRRR_CONUS.coarsen(8)  # 132 x 224: the real projection, small files
 FAST = FetchConfig(connect_timeout=2.0, read_timeout=0.5, retries=3, backoff=0.01, backoff_max=0.05)
-OTHERS = [GribParam(0, 0, 0, 103, 2), GribParam(0, 2, 2, 103, 10), GribParam(0, 3, 0, 1, 0),
-          GribParam(0, 1, 1, 103, 2)]  # fmt: skip
+OTHERS = [
+    GribParam(0, 0, 0, 103, 2),
+    GribParam(0, 2, 2, 103, 10),
+    GribParam(0, 3, 0, 1, 0),
+    GribParam(0, 1, 1, 103, 2),
+]
 
 
 def _hour(h: int) -> np.datetime64:
@@ -230,10 +234,12 @@ def test_write_idx_lists_every_message_at_its_eccodes_offset_as_ncep_does(tmp_pa
 
 
 def test_the_last_message_runs_to_the_end_of_the_file_and_sub_messages_share_an_offset():
-    text = ("1:0:d=2019010100:TMP:2 m above ground:anl:\n"
-            "2:500:d=2019010100:UGRD:10 m above ground:anl:\n"
-            "2.2:500:d=2019010100:VGRD:10 m above ground:anl:\n"
-            "3:900:d=2019010100:REFC:entire atmosphere:anl:\n")  # fmt: skip
+    text = (
+        "1:0:d=2019010100:TMP:2 m above ground:anl:\n"
+        "2:500:d=2019010100:UGRD:10 m above ground:anl:\n"
+        "2.2:500:d=2019010100:VGRD:10 m above ground:anl:\n"
+        "3:900:d=2019010100:REFC:entire atmosphere:anl:\n"
+    )
     entries = parse_idx(text)
     assert message_range(entries) == (900, None)
     assert message_range(entries, "UGRD", "10 m above ground") == (500, 899)
@@ -253,8 +259,16 @@ def test_only_refc_byte_ranges_cross_the_wire_and_absent_hours_are_recorded_miss
         files[h], size = write_hour(root, h, refc_at=at)
         refc_bytes += size
     # h3: no file at all (404)
-    report = fetch_hours(START, _hour(6), tmp_path / "a.zarr", base_url=f"{server.url}/good",
-                         grid=GRID, workers=1, progress=False, config=FAST)  # fmt: skip
+    report = fetch_hours(
+        START,
+        _hour(6),
+        tmp_path / "a.zarr",
+        base_url=f"{server.url}/good",
+        grid=GRID,
+        workers=1,
+        progress=False,
+        config=FAST,
+    )
     assert report.counts() == {"stored": 4, "missing": 2, "failed": 0, "skipped": 0}
 
     archive = Archive(tmp_path / "a.zarr")
@@ -288,8 +302,16 @@ def test_500s_a_dropped_connection_and_a_stall_are_retried_and_the_hours_stored_
         _grib_path(2) + ".idx": ["500", "drop"],
         _grib_path(3): ["stall"],
     }
-    report = fetch_hours(START, _hour(4), tmp_path / "a.zarr", base_url=f"{server.url}/good",
-                         grid=GRID, workers=1, progress=False, config=FAST)  # fmt: skip
+    report = fetch_hours(
+        START,
+        _hour(4),
+        tmp_path / "a.zarr",
+        base_url=f"{server.url}/good",
+        grid=GRID,
+        workers=1,
+        progress=False,
+        config=FAST,
+    )
     assert report.counts()["stored"] == 4, report.problems()
     archive = Archive(tmp_path / "a.zarr")
     for h, f in files.items():
@@ -305,8 +327,16 @@ def test_a_mirror_that_keeps_failing_ends_as_a_recorded_failure_and_the_next_mir
 ):
     files = {h: write_hour(server.root / "good", h)[0] for h in range(3)}
     server.always[_grib_path(1)] = "500"
-    report = fetch_hours(START, _hour(3), tmp_path / "a.zarr", base_url=f"{server.url}/good",
-                         grid=GRID, workers=1, progress=False, config=FAST)  # fmt: skip
+    report = fetch_hours(
+        START,
+        _hour(3),
+        tmp_path / "a.zarr",
+        base_url=f"{server.url}/good",
+        grid=GRID,
+        workers=1,
+        progress=False,
+        config=FAST,
+    )
     assert report.counts() == {"stored": 2, "missing": 0, "failed": 1, "skipped": 0}
     (problem,) = report.problems()
     assert "gave up after 4 attempts" in problem["reason"] and "HTTP 500" in problem["reason"]
@@ -315,18 +345,30 @@ def test_a_mirror_that_keeps_failing_ends_as_a_recorded_failure_and_the_next_mir
         == "failed"
     )
 
-    # the same hour through a list of mirrors: the first lacks it, the second fails, the third has it
+    # the same hour through three mirrors: the first lacks it, the second fails, the third has it
     (server.root / "copy").symlink_to(server.root / "good")
-    field = fetch_hour(_hour(1), FetchConfig(
-        mirrors=(Mirror("none", f"{server.url}/none"), Mirror("bad", f"{server.url}/good"),
-                 Mirror("copy", f"{server.url}/copy")),
-        retries=1, backoff=0.01))  # fmt: skip
+    field = fetch_hour(
+        _hour(1),
+        FetchConfig(
+            mirrors=(
+                Mirror("none", f"{server.url}/none"),
+                Mirror("bad", f"{server.url}/good"),
+                Mirror("copy", f"{server.url}/copy"),
+            ),
+            retries=1,
+            backoff=0.01,
+        ),
+    )
     np.testing.assert_array_equal(field.dbz, decode_refc(files[1]).dbz)
     assert field.source.startswith(f"{server.url}/copy/")
     with pytest.raises(SourceError, match="HTTP 500.*HTTP 404"):
-        fetch_hour(_hour(1), FetchConfig(mirrors=(Mirror("bad", f"{server.url}/good"),
-                                                  Mirror("none", f"{server.url}/none")),
-                                         retries=0))  # fmt: skip
+        fetch_hour(
+            _hour(1),
+            FetchConfig(
+                mirrors=(Mirror("bad", f"{server.url}/good"), Mirror("none", f"{server.url}/none")),
+                retries=0,
+            ),
+        )
 
 
 def test_an_idx_that_does_not_match_its_grib2_file_is_caught_by_decoding(server, tmp_path):
@@ -358,8 +400,16 @@ def test_an_idx_that_does_not_match_its_grib2_file_is_caught_by_decoding(server,
             "5:2000000:d=2019010100:TMP:surface:anl:",
         ],
     )
-    report = fetch_hours(START, _hour(4), tmp_path / "a.zarr", base_url=f"{server.url}/corrupt",
-                         grid=GRID, workers=1, progress=False, config=FAST)  # fmt: skip
+    report = fetch_hours(
+        START,
+        _hour(4),
+        tmp_path / "a.zarr",
+        base_url=f"{server.url}/corrupt",
+        grid=GRID,
+        workers=1,
+        progress=False,
+        config=FAST,
+    )
     assert report.counts() == {"stored": 0, "missing": 0, "failed": 4, "skipped": 0}
     reasons = {r["time"][:19]: r["reason"] for r in report.problems()}
     assert all("the .idx does not match the GRIB2 file" in r for r in reasons.values()), reasons
@@ -374,8 +424,12 @@ def test_a_server_that_ignores_range_still_yields_only_the_message(server, tmp_p
     entries = parse_idx(path.with_name(path.name + ".idx").read_text())
     first, last = message_range(entries)
     stats = FetchStats()
-    data = http_get(f"{server.url}/norange/{path_for_valid_time(_hour(0))}", FAST,
-                    byte_range=(first, last), stats=stats)  # fmt: skip
+    data = http_get(
+        f"{server.url}/norange/{path_for_valid_time(_hour(0))}",
+        FAST,
+        byte_range=(first, last),
+        stats=stats,
+    )
     assert data == path.read_bytes()[first : last + 1]
     assert stats.file_size == path.stat().st_size
 
@@ -399,11 +453,18 @@ def test_a_fetch_killed_part_way_fetches_only_what_is_not_stored_when_run_again(
     files = {h: write_hour(server.root / "good", h)[0] for h in hours}
     target = tmp_path / "a.zarr"
     server.hold_after = 3  # serve three hours, then hold every request until killed
-    script = ("import pyproj; from wxembed.pipelines.fetch import fetch_hours; from wxembed.grid import HRRR_CONUS; "
-              f"fetch_hours('{START}', '{_hour(8)}', {str(target)!r}, base_url='{server.url}/good', "
-              "grid=HRRR_CONUS.coarsen(8), workers=1, progress=False)")  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    script = (
+        "import pyproj; from wxembed.pipelines.fetch import fetch_hours; "
+        "from wxembed.grid import HRRR_CONUS; "
+        f"fetch_hours('{START}', '{_hour(8)}', {str(target)!r}, base_url='{server.url}/good', "
+        "grid=HRRR_CONUS.coarsen(8), workers=1, progress=False)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stored, deadline = 0, time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -423,8 +484,16 @@ def test_a_fetch_killed_part_way_fetches_only_what_is_not_stored_when_run_again(
     server.hold_after = None
     server.release.set()
     server.reset()
-    report = fetch_hours(START, _hour(8), target, base_url=f"{server.url}/good", grid=GRID,
-                         workers=1, progress=False, config=FAST)  # fmt: skip
+    report = fetch_hours(
+        START,
+        _hour(8),
+        target,
+        base_url=f"{server.url}/good",
+        grid=GRID,
+        workers=1,
+        progress=False,
+        config=FAST,
+    )
     assert report.skipped == 3 and report.counts()["stored"] == 5
     asked = {target_ for target_, _, _ in server.log}
     expected = {_grib_path(h) for h in hours if _hour(h).tolist() not in done}
@@ -441,13 +510,27 @@ def test_the_fetch_command_creates_an_hrrr_archive_and_reports_missing_hours(ser
     from wxembed.cli import app
 
     target = tmp_path / "hrrr.zarr"
-    result = CliRunner().invoke(app, ["fetch", "--start", "2019-01-01T00", "--end", "2019-01-01T02",
-                                      "--archive", str(target), "--base-url", f"{server.url}/empty",
-                                      "--workers", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "fetch",
+            "--start",
+            "2019-01-01T00",
+            "--end",
+            "2019-01-01T02",
+            "--archive",
+            str(target),
+            "--base-url",
+            f"{server.url}/empty",
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "0 stored, 2 missing, 0 failed" in result.output and "HTTP 404" in result.output
     archive = Archive(target)
     assert archive.grid.same_as(HRRR_CONUS) and archive.summary()["missing"] == 2
-    bad = CliRunner().invoke(app, ["fetch", "--start", "2019-01-02", "--end", "2019-01-01",
-                                   "--archive", str(target)])  # fmt: skip
+    bad = CliRunner().invoke(
+        app, ["fetch", "--start", "2019-01-02", "--end", "2019-01-01", "--archive", str(target)]
+    )
     assert bad.exit_code == 2 and "must be after start" in bad.output

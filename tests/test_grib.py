@@ -109,9 +109,9 @@ def test_missing_file_and_non_grib_file_are_source_errors(tmp_path):
         decode_refc(junk)
 
 
-def test_points_flagged_missing_are_counted_and_become_no_echo(tmp_path, small_grid):
-    field = storm_field(small_grid, seed=3, time="2024-07-01T00")
-    mask = np.zeros(small_grid.shape, bool)
+def test_points_flagged_missing_are_counted_and_become_no_echo(tmp_path, tiny_grid):
+    field = storm_field(tiny_grid, seed=3, time="2024-07-01T00")
+    mask = np.zeros(tiny_grid.shape, bool)
     mask[10:15, 20:30] = True
     path = write_refc_file(tmp_path / "m.grib2", field, missing_mask=mask)
     decoded = decode_refc(path)

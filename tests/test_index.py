@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wxembed.grid import HRRR_CONUS
 from wxembed.errors import EmbeddingError, EmbeddingIndexError
+from wxembed.grid import HRRR_CONUS
 from wxembed.index import EmbeddingIndex
 from wxembed.model.checkpoint import ModelInfo, model_id_for
 

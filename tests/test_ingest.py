@@ -36,10 +36,10 @@ def _write_layout(root: Path, grid, hours) -> list[Path]:
 
 
 @pytest.fixture
-def layout(tmp_path, small_grid, shared_data):
+def layout(tmp_path, tiny_grid, shared_data):
     """Six good hours, plus: a real HRRR file without REFC, a truncated file, another grid."""
     root = tmp_path / "noaa"
-    _write_layout(root, small_grid, range(6))
+    _write_layout(root, tiny_grid, range(6))
     shutil.copy(
         shared_data / "hrrr" / "hrrr.t00z.wrfsfcf00-HPBL.grib2",
         root / path_for_valid_time(_hour(6)),
@@ -55,7 +55,7 @@ def layout(tmp_path, small_grid, shared_data):
 
 
 def test_ingest_stores_good_hours_and_records_every_bad_one_with_its_reason(
-    layout, tmp_path, small_grid
+    layout, tmp_path, tiny_grid
 ):
     report = ingest_files(layout, tmp_path / "a.zarr", workers=2, progress=False)
     assert report.counts() == {"stored": 6, "missing": 1, "failed": 2, "skipped": 0}
@@ -81,8 +81,8 @@ def test_running_ingest_again_skips_stored_hours_and_keeps_them_once(layout, tmp
     np.testing.assert_array_equal(archive.read_raw([_hour(0)]), before)
 
 
-def test_a_listed_file_that_does_not_exist_is_recorded_as_failed(tmp_path, small_grid):
-    paths = _write_layout(tmp_path / "noaa", small_grid, [0])
+def test_a_listed_file_that_does_not_exist_is_recorded_as_failed(tmp_path, tiny_grid):
+    paths = _write_layout(tmp_path / "noaa", tiny_grid, [0])
     ghost = tmp_path / "noaa" / path_for_valid_time(_hour(1))
     report = ingest_files([paths[0], ghost], tmp_path / "a.zarr", workers=1, progress=False)
     assert report.counts()["failed"] == 1
@@ -102,8 +102,8 @@ def test_time_is_read_from_noaa_layout_and_from_radar_file_names():
     assert time_from_path("notime.grib2") is None
 
 
-def test_a_glob_and_a_folder_expand_to_the_same_layout_files(tmp_path, small_grid):
-    _write_layout(tmp_path / "noaa", small_grid, range(3))
+def test_a_glob_and_a_folder_expand_to_the_same_layout_files(tmp_path, tiny_grid):
+    _write_layout(tmp_path / "noaa", tiny_grid, range(3))
     by_folder = expand_inputs(tmp_path / "noaa")
     by_glob = expand_inputs(str(tmp_path / "noaa" / "hrrr.*" / "conus" / "*.grib2"))
     assert by_folder == by_glob and len(by_folder) == 3

@@ -150,3 +150,25 @@ def test_every_folder_says_which_step_of_the_flow_it_holds():
     for package in (p for p in SRC.iterdir() if (p / "__init__.py").is_file()):
         doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
         assert doc, f"{package.name}/__init__.py has no docstring naming its step"
+
+
+MAX_FUNCTION_LINES = 60
+"""Statements of one function, its docstring not counted; a longer one says why in a comment
+that starts ``# long:``."""
+
+
+def test_functions_are_short_or_say_why_they_are_not():
+    long = []
+    for path in SRC.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            body = node.body
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:] or body
+            start, end = body[0].lineno, node.end_lineno
+            text = lines[node.lineno - 1 : end]
+            if end - start + 1 > MAX_FUNCTION_LINES and not any("# long:" in t for t in text):
+                long.append(f"{path.relative_to(SRC)}:{node.name} ({end - start + 1} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines without a reason: {long}"

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wxembed.errors import WxembedError
+from wxembed.errors import ModelError, WxembedError
 from wxembed.grid import HRRR_CONUS
 from wxembed.model import (
     FastAutoencoder,
@@ -20,7 +20,6 @@ from wxembed.model import (
     normalise_raw,
     weighted_logcosh,
 )
-from wxembed.errors import ModelError
 from wxembed.model.common import centre_crop_box
 from wxembed.model.losses import logcosh_csi, soft_csi_loss
 
@@ -136,13 +135,14 @@ def test_fast_pads_instead_of_cropping_so_every_edge_point_reaches_the_embedding
             assert not torch.equal(model.encode(x1), z0), (r, c)
 
 
-def test_fast_parameter_count_on_hrrr_is_mostly_its_dense_bottleneck():
+def test_fast_network_on_hrrr_works_on_a_152_by_257_grid_with_a_fixed_latent_grid():
     model = build_model("fast", HRRR)
     n = count_parameters(model)
     dense = count_parameters(model.to_embedding) + count_parameters(model.from_embedding)
-    assert model.code_shape == (32, 17, 29)  # 1088 x 1856 padded, over 64
-    assert dense == 2 * 32 * 17 * 29 * 50 + 50 + 32 * 17 * 29
-    assert 2_500_000 < n < 3_500_000
+    assert model.factor == 7 and model.work_shape == (152, 257)  # 1059 / 7, 1799 / 7, rounded up
+    assert model.coarse_shape == (10, 17)  # 160 x 272 padded, over 16
+    assert dense == 2 * 32 * 8 * 12 * 50 + 50 + 32 * 8 * 12  # latent (8, 12), 32 channels
+    assert n == 1_676_630
 
 
 def test_fast_output_clamp_keeps_the_gradient_of_points_predicted_below_zero():
@@ -157,8 +157,8 @@ def test_fast_output_clamp_keeps_the_gradient_of_points_predicted_below_zero():
 
 
 def test_fast_too_deep_for_the_grid_raises_model_error_naming_grid():
-    with pytest.raises(ModelError, match=r"20 x 30"):
-        build_model("fast", (20, 30))
+    with pytest.raises(ModelError, match=r"7 x 30"):
+        build_model("fast", (7, 30))  # 4 stages of patch 2: padded to 16 rows, over twice 7
     with pytest.raises(ModelError, match=r"enc_blocks"):
         FastConfig(widths=(32, 64), enc_blocks=(1, 1, 1))
 

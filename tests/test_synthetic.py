@@ -184,9 +184,15 @@ def test_summer_week_matches_the_mrms_fractions_within_a_factor_of_two(july_week
 
 def test_renders_on_a_small_geographic_grid_with_its_shape_and_storms():
     grid = Grid(
-        name="plains-0.05deg", crs="EPSG:4326", nx=300, ny=240,
-        x0=-102.0, y0=44.0, dx=0.05, dy=-0.05,
-    )  # fmt: skip
+        name="plains-0.05deg",
+        crs="EPSG:4326",
+        nx=300,
+        ny=240,
+        x0=-102.0,
+        y0=44.0,
+        dx=0.05,
+        dy=-0.05,
+    )
     fields = list(generate(SynthConfig(seed=0, grid=grid), "2024-07-01T12", 24))
     dbz = np.stack([f.dbz for f in fields])  # (24, ny, nx)
     assert dbz.shape == (24, 240, 300) and dbz.dtype == np.float32
@@ -198,8 +204,13 @@ def test_renders_on_a_polar_stereographic_grid_with_its_shape():
     grid = Grid(
         name="finland-2km",
         crs="+proj=stere +lat_0=90 +lat_ts=60 +lon_0=25 +R=6371000 +units=m +no_defs",
-        nx=250, ny=400, x0=-300_000.0, y0=-2_800_000.0, dx=2000.0, dy=2000.0,
-    )  # fmt: skip
+        nx=250,
+        ny=400,
+        x0=-300_000.0,
+        y0=-2_800_000.0,
+        dx=2000.0,
+        dy=2000.0,
+    )
     fields = list(generate(SynthConfig(seed=0, grid=grid), "2024-01-10T00", 24))
     assert all(f.dbz.shape == (400, 250) and f.dbz.dtype == np.float32 for f in fields)
     assert all(np.isfinite(f.dbz).all() for f in fields)

@@ -92,7 +92,8 @@ def _score_triplet(model: EmbeddingModel, raw: np.ndarray, weight: float, acc: d
 
 
 def _mse(truth: np.ndarray, forecast: np.ndarray, floor: float = 0.0) -> float:
-    """MSE of one hour as :mod:`wxembed.evaluation.metrics` defines it (both floored, NaN pixels left out),
+    """MSE of one hour as :mod:`wxembed.evaluation.metrics` defines it (both floored, NaN
+    pixels left out),
     without the scores that cost more (SSIM, FSS)."""
     valid = np.isfinite(truth) & np.isfinite(forecast)
     diff = np.maximum(forecast[valid], floor) - np.maximum(truth[valid], floor)

@@ -8,9 +8,7 @@ held back. ``--verbose`` brings all of it back, with each line's level and logge
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import math
 import os
 import re
 import sys
@@ -103,17 +101,9 @@ def tame_lightning() -> None:
 def to_json(obj) -> str:
     """JSON for people and programs: indented, NaN and infinities as null (strict readers refuse
     NaN), anything else JSON does not know (times, paths) as its string."""
+    from wxembed.evaluation.metrics import strict_json  # heavy: numpy, scipy, scikit-image
 
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(obj), indent=2, default=str)
+    return strict_json(obj)
 
 
 def echo_json(obj) -> None:

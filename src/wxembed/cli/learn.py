@@ -50,6 +50,13 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="Data loader processes (disk reads).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last.ckpt.")] = False,
+    grad_clip: Annotated[
+        float, typer.Option(min=0.0, help="Clip the gradients' norm to this (0: no clipping).")
+    ] = 1.0,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Start from this checkpoint's weights (file or model folder)."),
+    ] = None,
 ) -> None:
     """Train an autoencoder on an archive; checkpoints are self-describing."""
     from wxembed.train import TrainConfig  # heavy: PyTorch, Lightning
@@ -73,6 +80,8 @@ def train(
         compile=compile,
         workers=workers,
         resume=resume,
+        grad_clip=grad_clip,
+        init_from=str(init_from) if init_from else None,
     )
     console.tame_lightning()
     report = run_train(config)

@@ -4,7 +4,8 @@ For every held-out hour (the hours from the checkpoint's ``val_start`` on, or th
 of an archive the model was not trained on), the autoencoder's reconstruction, a PCA/EOF
 reconstruction with as many components as the embedding has numbers (fit on the training hours
 only) and the climatological mean image are scored against the truth with
-:class:`wxembed.evaluation.metrics.Verification`, overall, by regime (where the archive has labels) and by
+:class:`wxembed.evaluation.metrics.Verification`, overall, by regime (where the archive has
+labels) and by
 season. Hours are streamed in batches: nothing holds the archive in memory.
 """
 

@@ -45,6 +45,7 @@ Scores:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -236,6 +237,24 @@ class Verification:
             out[f"fss_{_fmt(self.fss_threshold)}_{_fmt(w)}km"] = fss
         out["ssim"] = _ratio(self.ssim_sum, self.n_ssim)
         return out
+
+
+def strict_json(obj, indent: int | None = 2) -> str:
+    """JSON text of ``obj`` with undefined scores (NaN, infinities) written as ``null``, which
+    strict JSON readers accept (they refuse Python's bare ``NaN``); other objects as ``str``."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, np.generic):
+            return clean(v.item())
+        return v
+
+    return json.dumps(clean(obj), indent=indent, default=str)
 
 
 def score(truth: np.ndarray, forecast: np.ndarray, **kwargs) -> dict[str, float | int]:

@@ -3,7 +3,8 @@
 Everything draws on :class:`matplotlib.figure.Figure` objects with the Agg canvas, never through
 ``pyplot``: no global state, no windows, safe in worker processes. Fields are drawn with
 ``imshow`` in the grid's own x/y coordinates (fast on the full 1059 x 1799 HRRR grid), the right
-way up whatever the sign of ``grid.dy``, with the outlines of :mod:`wxembed.figures.outlines` on top.
+way up whatever the sign of ``grid.dy``, with the outlines of :mod:`wxembed.figures.outlines`
+on top.
 """
 
 from __future__ import annotations

@@ -72,6 +72,27 @@ def _figure(caption: str, png: str | Path) -> str:
     )
 
 
+def verdict(evaluation: dict) -> str:
+    """One plain paragraph: the scores on which the autoencoder beats PCA of its size, those on
+    which it loses, and a warning when PCA had too few training hours to be a fair rival."""
+    beats = evaluation.get("autoencoder_beats_pca", {})
+    shown = [k for k in ROWS if k in beats]
+    wins = [score_label(k) for k in shown if beats[k] is True]
+    losses = [score_label(k) for k in shown if beats[k] is False]
+    text = (
+        f"<p><b>Against PCA with {evaluation['pca_components']} components:</b> the autoencoder "
+        f"is better on {html.escape(', '.join(wins) or 'no score')}; "
+        f"worse on {html.escape(', '.join(losses) or 'no score')}.</p>"
+    )
+    if evaluation.get("train_hours_per_code_number", 99) < 10:
+        text += (
+            f"<p class='note'>Only {evaluation['train_hours']} training hours for "
+            f"{evaluation['embedding_dim']} numbers: PCA of that size nearly memorises them, so "
+            "this comparison says little; judge on a larger archive.</p>"
+        )
+    return text
+
+
 def _compression_text(c: dict) -> str:
     return (
         f"{c['pixels']:,} pixels to {c['embedding_dim']} numbers ({c['compression_ratio']:,}x "
@@ -117,6 +138,7 @@ def write_report(
         "<p class='note'>Fields are floored at 0 dBZ before scoring; — marks a score that is "
         "undefined (no events in truth or forecast). Bold: the best in its row.</p>"
     )
+    parts.append(verdict(evaluation))
     parts.append(metrics_table(evaluation["scores"]))
     for group in ("by_regime", "by_season"):
         for name, scores in evaluation.get(group, {}).items():

@@ -1,30 +1,37 @@
-"""The fast network: the default autoencoder, built for 2-megapixel images on modest hardware.
+"""The fast network: the default autoencoder, the same size on any grid.
 
-Nothing runs at full resolution but a reshape. The image is zero-padded (at the end of each axis,
-so no edge is lost) to a multiple of the total downsampling, cut into ``patch x patch`` blocks
-that become channels (space-to-depth), and processed by residual blocks at 1/patch resolution and
-below; the decoder mirrors it and a per-block head predicts every pixel of each block, reassembled
-by depth-to-space and cropped back to the grid::
+It works at a *working resolution*: the image is averaged down by a whole factor ``f`` (the
+smallest that leaves at most ``work_pixels`` points), encoded and decoded there, and the
+reconstruction is brought back to the grid by bilinear interpolation. Its parameters do not
+depend on the grid either: the encoder's coarsest map is pooled to a fixed ``latent`` grid
+before the dense layers, and the decoder's dense layer rebuilds that grid and interpolates it to
+its own coarsest map. So the same network (about 0.6 M parameters with the defaults) serves
+HRRR's 1059 x 1799, MRMS's 3500 x 7000 and FMI's 1 km grids, and a training step costs about the
+same on each::
 
-    input (B, 1, ny, nx) -> pad to (NY, NX), multiples of patch * 2**(S-1)
-    pixel_unshuffle(patch) -> (B, patch**2, NY/patch, NX/patch) -> 1x1 conv to widths[0]
-    stage s = 0..S-1 at 1/(patch * 2**s): [3x3 stride-2 conv from the previous stage]
-                                          + enc_blocks[s] residual blocks
-    1x1 conv to code_channels -> flatten -> Linear(embedding_dim): the embedding
-    Linear back + act -> reshape -> 1x1 conv to widths[-1]
+    input (B, 1, ny, nx) -> zero-pad to multiples of f -> f x f block means: (B, 1, wy, wx)
+    pad to (WY, WX), multiples of patch * 2**(S-1) (zeros at the end of each axis)
+    pixel_unshuffle(patch) -> (B, patch**2, WY/patch, WX/patch) -> 1x1 conv to widths[0]
+    stage s = 0..S-1 at 1/(patch * 2**s): [3x3 stride-2 conv] + enc_blocks[s] residual blocks
+    1x1 conv to code_channels -> adaptive average pool to latent (ly, lx) -> flatten
+    -> Linear(embedding_dim): the embedding
+    Linear back + act -> (B, code_channels, ly, lx) -> bilinear to the coarsest map
+    -> 1x1 conv to widths[-1]
     stage s = S-1..0: dec_blocks[s] residual blocks, then a 2x transposed conv to stage s-1
     per-block head: 1x1 conv (widths[0] -> head_hidden) + act + 1x1 conv (-> patch**2)
-    pixel_shuffle(patch) -> crop to (ny, nx) -> clamp to [0, 1] (straight-through gradient)
+    pixel_shuffle(patch) -> crop to (wy, wx) -> clamp to [0, 1] (straight-through gradient)
+    -> bilinear to (f wy, f wx) -> crop to (ny, nx)
 
-The output clamp passes gradients through unchanged, so a pixel predicted below zero where the
-target has echo is still pushed up (a ReLU output would leave it stuck at zero). Train it with
-:func:`wxembed.model.losses.logcosh_csi` (the default of ``wxembed train``), which weights
-strong echoes and charges missed and spurious 35 dBZ cores: an earlier space-to-depth probe
-trained with a plain loss blurred intense cells away (CSI 0 at 35 dBZ).
+Training compares the working-resolution reconstruction with the block means of the input
+(:meth:`FastAutoencoder.training_pair`), so a step never touches the full grid after the first
+pooling. The output clamp passes gradients through unchanged, so a pixel predicted below zero
+where the target has echo is still pushed up. Train it with
+:func:`wxembed.model.losses.logcosh_csi` (the default of ``wxembed train``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch.nn.functional as F
@@ -48,36 +55,40 @@ class FastConfig:
 
     embedding_dim: int = 50
     """Size of the embedding."""
-    patch: int = 8
-    """Space-to-depth factor at the input and depth-to-space factor at the output: the finest
-    resolution any convolution sees is 1/patch of the grid's."""
+    work_pixels: int = 40_000
+    """Most points of the working grid: the input is averaged down by the smallest whole factor
+    that leaves at most this many (HRRR's 1.9 M points by 7, to 152 x 257)."""
+    patch: int = 2
+    """Space-to-depth factor at the working grid's input and depth-to-space factor at its
+    output: the finest map any convolution sees is 1/patch of the working grid."""
     widths: tuple[int, ...] = (32, 64, 96, 128)
-    """Channels of each stage; stage s works at 1/(patch * 2**s) of the grid's resolution."""
+    """Channels of each stage; stage s works at 1/(patch * 2**s) of the working grid."""
     enc_blocks: tuple[int, ...] = (0, 1, 1, 1)
     """Residual blocks of each encoder stage (same length as ``widths``)."""
     dec_blocks: tuple[int, ...] = (1, 1, 1, 1)
     """Residual blocks of each decoder stage (same length as ``widths``)."""
     code_channels: int = 32
-    """Channels of the coarsest feature map that the dense layers flatten and rebuild. 32 had the
-    lowest held-out error of 8, 16, 32 and 64 in ``bench/bench_quality.py`` (90 s each on the
-    264 x 449 grid: 29.9, 28.5, 31.1 dBZ² for 16, 32, 64; 30.6 for 8 in an earlier round); on the
-    full HRRR grid (a 17 x 29 map) the two dense layers then hold 1.6 million parameters."""
+    """Channels of the latent grid that the dense layers flatten and rebuild."""
+    latent: tuple[int, int] = (8, 12)
+    """The fixed grid (rows, columns) the coarsest map is pooled to before the dense layers."""
     head_hidden: int = 64
     """Hidden width of the per-block output head."""
     activation: str = "silu"
     """Activation: one of relu, silu, gelu, leaky_relu."""
 
     def __post_init__(self) -> None:
-        for name in ("embedding_dim", "patch", "code_channels", "head_hidden"):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):  # accept lists (e.g. from JSON), store tuples
+                object.__setattr__(self, f.name, tuple(v))
+        for name in ("embedding_dim", "work_pixels", "patch", "code_channels", "head_hidden"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ModelError(f"fast network: {name} must be a positive int, got {v!r}")
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, list):  # accept lists (e.g. from a YAML file), store tuples
-                object.__setattr__(self, f.name, tuple(v))
         if not self.widths or any(not isinstance(w, int) or w < 1 for w in self.widths):
             raise ModelError(f"fast network: widths must be positive ints, got {self.widths!r}")
+        if len(self.latent) != 2 or any(not isinstance(n, int) or n < 1 for n in self.latent):
+            raise ModelError(f"fast network: latent must be two positive ints, got {self.latent}")
         for name in ("enc_blocks", "dec_blocks"):
             v = getattr(self, name)
             if len(v) != len(self.widths) or any(not isinstance(b, int) or b < 0 for b in v):
@@ -93,8 +104,12 @@ class FastConfig:
 
     @property
     def reduction(self) -> int:
-        """Total downsampling, ``patch * 2 ** (len(widths) - 1)``."""
+        """Downsampling of the working grid to the coarsest map, ``patch * 2**(len(widths)-1)``."""
         return self.patch * 2 ** (len(self.widths) - 1)
+
+    def work_factor(self, shape: tuple[int, int]) -> int:
+        """The averaging factor from a grid of ``shape`` to its working grid."""
+        return max(1, math.ceil(math.sqrt(shape[0] * shape[1] / self.work_pixels)))
 
 
 def _init(module: nn.Module) -> None:
@@ -144,40 +159,48 @@ class FastAutoencoder(nn.Module):
         self.config = cfg = make_config(FastConfig, config, hparams, "fast")
         self.in_shape = check_in_shape(in_shape, "fast")
         ny, nx = self.in_shape
+        self.factor = cfg.work_factor(self.in_shape)
+        self.work_shape = (-(-ny // self.factor), -(-nx // self.factor))  # ceil division
+        wy, wx = self.work_shape
         m = cfg.reduction
-        if ny < cfg.patch or nx < cfg.patch:
+        if wy < cfg.patch or wx < cfg.patch:
             raise ModelError(
-                f"fast network: patch={cfg.patch} is larger than the grid ({ny} x {nx})"
+                f"fast network: patch={cfg.patch} is larger than the working grid ({wy} x {wx})"
             )
-        self.padded_shape = padded_shape(self.in_shape, m)
-        NY, NX = self.padded_shape
-        # Padding more than doubles a side when the grid is much smaller than the downsampling.
-        if NY > 2 * ny or NX > 2 * nx:
+        self.padded_shape = padded_shape(self.work_shape, m)
+        py, px = self.padded_shape
+        if py > 2 * wy or px > 2 * wx:  # padding would more than double a side
             raise ModelError(
                 f"fast network: patch={cfg.patch} with {len(cfg.widths)} stages downsamples by "
-                f"{m}, too deep for the grid ({ny} x {nx}, padded to {NY} x {NX}); use fewer "
-                f"widths or a smaller patch"
+                f"{m}, too deep for the working grid ({wy} x {wx}, padded to {py} x {px}); use "
+                "fewer widths, a smaller patch or a larger work_pixels"
             )
+        self.coarse_shape = (py // m, px // m)
         act = _ACTIVATIONS[cfg.activation]
-        w = cfg.widths
-        S = len(w)
+        self._build(cfg, act)
+        self.out = StraightThroughClamp(0.0, 1.0)
+        self.apply(_init)
+        for module in self.modules():
+            if isinstance(module, ResBlock):
+                module.zero_last()
 
+    def _build(self, cfg: FastConfig, act: type[nn.Module]) -> None:
+        w, stages = cfg.widths, len(cfg.widths)
         self.stem = nn.Conv2d(cfg.patch**2, w[0], 1)
         self.enc_stages = nn.ModuleList()
-        for s in range(S):
+        for s in range(stages):
             layers: list[nn.Module] = []
             if s > 0:
                 layers += [act(), nn.Conv2d(w[s - 1], w[s], 3, stride=2, padding=1)]
             layers += [ResBlock(w[s], act) for _ in range(cfg.enc_blocks[s])]
             self.enc_stages.append(nn.Sequential(*layers))
-        self.code_shape = (cfg.code_channels, NY // m, NX // m)  # (C, h, w)
-        flat = cfg.code_channels * (NY // m) * (NX // m)
+        flat = cfg.code_channels * cfg.latent[0] * cfg.latent[1]
         self.to_code = nn.Sequential(act(), nn.Conv2d(w[-1], cfg.code_channels, 1))
         self.to_embedding = nn.Linear(flat, cfg.embedding_dim)
         self.from_embedding = nn.Sequential(nn.Linear(cfg.embedding_dim, flat), act())
         self.from_code = nn.Conv2d(cfg.code_channels, w[-1], 1)
         self.dec_stages = nn.ModuleList()
-        for s in reversed(range(S)):
+        for s in reversed(range(stages)):
             layers = [ResBlock(w[s], act) for _ in range(cfg.dec_blocks[s])]
             if s > 0:
                 layers += [act(), nn.ConvTranspose2d(w[s], w[s - 1], 2, stride=2)]
@@ -188,40 +211,66 @@ class FastAutoencoder(nn.Module):
             act(),
             nn.Conv2d(cfg.head_hidden, cfg.patch**2, 1),
         )
-        self.out = StraightThroughClamp(0.0, 1.0)
-        self.apply(_init)
-        for m in self.modules():
-            if isinstance(m, ResBlock):
-                m.zero_last()
 
     @property
     def embedding_dim(self) -> int:
         return self.config.embedding_dim
 
+    def to_work(self, x: Tensor) -> Tensor:
+        """(B, 1, ny, nx) -> (B, 1, wy, wx): f x f block means (zero-padded at the far edges)."""
+        if self.factor == 1:
+            return x
+        (ny, nx), (wy, wx), f = self.in_shape, self.work_shape, self.factor
+        x = F.pad(x, (0, wx * f - nx, 0, wy * f - ny))  # (B, 1, wy*f, wx*f)
+        return F.avg_pool2d(x, f)  # -> (B, 1, wy, wx)
+
+    def from_work(self, y: Tensor) -> Tensor:
+        """(B, 1, wy, wx) -> (B, 1, ny, nx): bilinear to the grid's resolution."""
+        if self.factor == 1:
+            return y
+        (ny, nx), (wy, wx), f = self.in_shape, self.work_shape, self.factor
+        up = F.interpolate(y, size=(wy * f, wx * f), mode="bilinear", align_corners=False)
+        return up[..., :ny, :nx]  # (B, 1, wy*f, wx*f) -> (B, 1, ny, nx)
+
+    def encode_work(self, x: Tensor) -> Tensor:
+        """(B, 1, wy, wx) on the working grid -> (B, embedding_dim)."""
+        (wy, wx), (py, px) = self.work_shape, self.padded_shape
+        x = F.pad(x, (0, px - wx, 0, py - wy))  # -> (B, 1, py, px), zeros at the end
+        h = F.pixel_unshuffle(x, self.config.patch)  # -> (B, patch**2, py/patch, px/patch)
+        h = self.stem(h)  # -> (B, widths[0], py/patch, px/patch)
+        for stage in self.enc_stages:
+            h = stage(h)  # -> (B, widths[-1], py/m, px/m) after the last stage
+        h = F.adaptive_avg_pool2d(self.to_code(h), self.config.latent)  # -> (B, C, ly, lx)
+        return self.to_embedding(h.flatten(1))  # (B, C*ly*lx) -> (B, embedding_dim)
+
+    def decode_work(self, z: Tensor) -> Tensor:
+        """(B, embedding_dim) -> (B, 1, wy, wx) in [0, 1], on the working grid."""
+        ly, lx = self.config.latent
+        h = self.from_embedding(z).reshape(z.shape[0], -1, ly, lx)  # -> (B, C, ly, lx)
+        h = F.interpolate(h, size=self.coarse_shape, mode="bilinear", align_corners=False)
+        h = self.from_code(h)  # -> (B, widths[-1], py/m, px/m)
+        for stage in self.dec_stages:
+            h = stage(h)  # -> (B, widths[0], py/patch, px/patch) after the last stage
+        h = self.head(h)  # -> (B, patch**2, py/patch, px/patch)
+        y = F.pixel_shuffle(h, self.config.patch)  # -> (B, 1, py, px)
+        wy, wx = self.work_shape
+        return self.out(y[..., :wy, :wx])  # -> (B, 1, wy, wx)
+
     def encode(self, x: Tensor) -> Tensor:
         """(B, 1, ny, nx) in [0, 1] -> (B, embedding_dim)."""
         check_input(x, self.in_shape, "fast")
-        (ny, nx), (NY, NX) = self.in_shape, self.padded_shape
-        x = F.pad(x, (0, NX - nx, 0, NY - ny))  # (B, 1, ny, nx) -> (B, 1, NY, NX), zeros at the end
-        h = F.pixel_unshuffle(x, self.config.patch)  # -> (B, patch**2, NY/patch, NX/patch)
-        h = self.stem(h)  # -> (B, widths[0], NY/patch, NX/patch)
-        for stage in self.enc_stages:
-            h = stage(h)  # -> (B, widths[-1], NY/m, NX/m) after the last stage
-        h = self.to_code(h).flatten(1)  # (B, code_channels, h, w) -> (B, code_channels*h*w)
-        return self.to_embedding(h)  # -> (B, embedding_dim)
+        return self.encode_work(self.to_work(x))
 
     def decode(self, z: Tensor) -> Tensor:
         """(B, embedding_dim) -> (B, 1, ny, nx) in [0, 1]."""
-        h = self.from_embedding(z)  # (B, embedding_dim) -> (B, code_channels*h*w)
-        h = h.reshape(z.shape[0], *self.code_shape)  # -> (B, code_channels, h, w)
-        h = self.from_code(h)  # -> (B, widths[-1], h, w)
-        for stage in self.dec_stages:
-            h = stage(h)  # -> (B, widths[0], NY/patch, NX/patch) after the last stage
-        h = self.head(h)  # -> (B, patch**2, NY/patch, NX/patch)
-        y = F.pixel_shuffle(h, self.config.patch)  # -> (B, 1, NY, NX)
-        ny, nx = self.in_shape
-        return self.out(y[..., :ny, :nx])  # (B, 1, NY, NX) -> (B, 1, ny, nx)
+        return self.from_work(self.decode_work(z))
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, ny, nx) -> reconstruction of the same shape, in [0, 1]."""
         return self.decode(self.encode(x))
+
+    def training_pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction, target)`` on the working grid, for the training loss."""
+        check_input(x, self.in_shape, "fast")
+        target = self.to_work(x)
+        return self.decode_work(self.encode_work(target)), target

@@ -8,7 +8,19 @@ import torch
 from wxembed.model import build_model
 from wxembed.model.common import normalise_raw
 from wxembed.model.losses import LOSSES, scheduled_lr
-from wxembed.reflectivity import NETWORK_MAX_DBZ
+from wxembed.reflectivity import ADD_OFFSET, NODATA, SCALE_FACTOR, unit_to_dbz
+
+
+def reconstruction_sums(raw: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """``[sum of squared errors, pixels]`` (float64) of reconstructions (network scale) against
+    the archive codes ``raw`` they came from, scored as :mod:`wxembed.evaluation.metrics` scores
+    MSE: both in dBZ floored at 0, no-data pixels left out, the truth not clipped at 60 dBZ. So
+    the training log's ``val_mse_dbz`` and ``wxembed evaluate``'s MSE agree on the same hours."""
+    valid = raw != NODATA
+    truth = (raw.to(torch.float64) * SCALE_FACTOR + ADD_OFFSET).clamp(min=0.0)
+    pred = unit_to_dbz(recon.to(torch.float64)).clamp(min=0.0)
+    err = torch.where(valid, (pred - truth) ** 2, torch.zeros_like(truth))
+    return torch.stack([err.sum(), valid.sum().to(torch.float64)])
 
 
 class AutoencoderModule(L.LightningModule):
@@ -52,8 +64,11 @@ class AutoencoderModule(L.LightningModule):
 
     def _step(self, raw: torch.Tensor, stage: str) -> torch.Tensor:
         x = self._inputs(raw)
-        recon = self.net(x)
-        loss = self.loss_fn(recon.float(), x.float())
+        if hasattr(self.net, "training_pair"):  # the loss on the network's working grid
+            recon, target = self.net.training_pair(x)
+        else:
+            recon, target = self.net(x), x
+        loss = self.loss_fn(recon.float(), target.float())
         self.log(
             f"{stage}_loss",
             loss,
@@ -64,9 +79,17 @@ class AutoencoderModule(L.LightningModule):
             sync_dist=stage != "train",
         )
         if stage == "val":
-            mse_dbz = torch.mean(((recon.float() - x.float()) * NETWORK_MAX_DBZ) ** 2)
-            self.log("val_mse_dbz", mse_dbz, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+            full = self.net.from_work(recon) if hasattr(self.net, "from_work") else recon
+            self._val_sums += reconstruction_sums(raw, full)
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        mse = sums[0] / sums[1].clamp(min=1)
+        self.log("val_mse_dbz", mse.float(), sync_dist=False)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -34,6 +34,10 @@ def pipeline_options(
                 f"--direct_num_workers={workers}",
                 "--direct_running_mode=multi_processing",
                 "--default_sdk_harness_log_level=WARNING",
+                # the workers' start-up chatter ("No semi_persistent_directory found",
+                # "Discarding unparseable args") is logged at WARNING by these two loggers
+                "--sdk_harness_log_level_overrides="
+                '{"__main__":"ERROR","apache_beam.options.pipeline_options":"ERROR"}',
             ]
         else:
             args += ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
