@@ -105,10 +105,13 @@ class _Scores:
         self.cell_km = cell_km
         self.groups: dict[str, dict[str, Verification]] = defaultdict(dict)
 
-    def add(self, group: str, method: str, truth: np.ndarray, field: np.ndarray) -> None:
-        if method not in self.groups[group]:
-            self.groups[group][method] = Verification(cell_km=self.cell_km)
-        self.groups[group][method].accumulate(truth, field)
+    def add(self, groups: list[str], method: str, truth: np.ndarray, field: np.ndarray) -> None:
+        """Score one hour once and add its sums to each of ``groups``."""
+        hour = Verification(cell_km=self.cell_km).accumulate(truth, field)
+        for group in groups:
+            if method not in self.groups[group]:
+                self.groups[group][method] = Verification(cell_km=self.cell_km)
+            self.groups[group][method].merge(hour)
 
     def compute(self, group: str) -> dict:
         return {name: v.compute() for name, v in self.groups[group].items()}
@@ -152,8 +155,7 @@ def _score_held_out(
             groups = ["all", f"season:{SEASONS[int(str(t)[5:7])]}"]
             groups += [f"regime:{regime}"] if regime else []
             for name, fields in candidates.items():
-                for group in groups:
-                    scores.add(group, name, truth[j], fields[j])
+                scores.add(groups, name, truth[j], fields[j])
             if len(examples) < keep:
                 examples.append(
                     {"time": t, "truth": truth[j], **{k: v[j] for k, v in candidates.items()}}
