@@ -46,7 +46,7 @@ import torch
 
 from wxembed.evaluation.baselines import PCABaseline
 from wxembed.evaluation.metrics import Verification
-from wxembed.evaluation.search_quality import search_quality
+from wxembed.evaluation.search_quality import pixel_distances, search_quality
 from wxembed.grid import HRRR_CONUS, coarsen_field
 from wxembed.model import build_model, count_parameters
 from wxembed.model.losses import LOSSES, scheduled_lr
@@ -160,18 +160,26 @@ def score(truth: np.ndarray, fields: np.ndarray, cell_km: float) -> dict:
     return {k: scores[k] for k in HEADLINE}
 
 
-def search(test_dbz, train_dbz, codes_test, codes_train, cell_km) -> dict:
-    def batches():
-        for i in range(0, len(train_dbz), 256):
-            yield train_dbz[i : i + 256]
+def _batches(train_dbz: np.ndarray):
+    for i in range(0, len(train_dbz), 256):
+        yield train_dbz[i : i + 256]
 
+
+_PIXEL: dict[int, np.ndarray] = {}
+
+
+def search(test_dbz, train_dbz, codes_test, codes_train, cell_km) -> dict:
+    key = id(train_dbz)
+    if key not in _PIXEL:  # the true neighbours are the same for every method
+        _PIXEL[key] = pixel_distances(test_dbz, _batches(train_dbz))
     return search_quality(
         test_dbz,
-        batches,
+        lambda: _batches(train_dbz),
         lambda idx: train_dbz[np.asarray(idx)],
         {"m": codes_test},
         {"m": codes_train},
         cell_km=cell_km,
+        pixel=_PIXEL[key],
     )
 
 

@@ -89,15 +89,18 @@ def search_quality(
     cell_km: float,
     k: int = K,
     seed: int = 0,
+    pixel: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{method: {"recall_at_10", "analog_fss"}}`` for each code in ``query_codes`` (with
     ``candidate_codes`` of the same method), plus ``"pixel_nearest"`` (the ceiling) and
     ``"random"`` (chance) with their ``analog_fss``.
 
     ``candidate_batches()`` yields the candidate dBZ fields in order, in batches;
-    ``read_candidates(indices)`` returns the fields of some candidates (the analogs).
+    ``read_candidates(indices)`` returns the fields of some candidates (the analogs). ``pixel``,
+    when given, is :func:`pixel_distances` computed before (it is the same for every code).
     """
-    pixel = pixel_distances(query_fields, candidate_batches())  # (m, n)
+    if pixel is None:
+        pixel = pixel_distances(query_fields, candidate_batches())  # (m, n)
     truth = _nearest(pixel, k)
     out: dict[str, dict[str, float]] = {}
     for name, codes in query_codes.items():
