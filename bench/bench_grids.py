@@ -66,10 +66,7 @@ def one_grid(name: str, arch: str, hparams: dict, batch: int, steps: int) -> dic
 
 def _loss(module, raw):
     x = module._inputs(raw)
-    if hasattr(module.net, "training_pair"):
-        recon, target = module.net.training_pair(x)
-    else:
-        recon, target = module.net(x), x
+    recon, target = module.net.training_pair(x)
     return module.loss_fn(recon.float(), target.float())
 
 

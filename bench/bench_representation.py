@@ -122,10 +122,7 @@ class Net:
             progress = self.seconds / self.budget
             group["lr"] = scheduled_lr(self.spec["schedule"], self.lr, progress)
         x = train[torch.randint(len(train), (batch,), generator=self.gen)].float() / 255.0
-        if hasattr(self.model, "training_pair"):
-            recon, target = self.model.training_pair(x)
-        else:
-            recon, target = self.model(x), x
+        recon, target = self.model.training_pair(x)
         loss = self.loss_fn(recon, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,26 +157,16 @@ def score(truth: np.ndarray, fields: np.ndarray, cell_km: float) -> dict:
     return {k: scores[k] for k in HEADLINE}
 
 
-def _batches(train_dbz: np.ndarray):
-    for i in range(0, len(train_dbz), 256):
-        yield train_dbz[i : i + 256]
-
-
-_PIXEL: dict[int, np.ndarray] = {}
-
-
-def search(test_dbz, train_dbz, codes_test, codes_train, cell_km) -> dict:
-    key = id(train_dbz)
-    if key not in _PIXEL:  # the true neighbours are the same for every method
-        _PIXEL[key] = pixel_distances(test_dbz, _batches(train_dbz))
+def search(data: dict, codes_test: np.ndarray, codes_train: np.ndarray) -> dict:
+    """Search quality of one code, the held-out hours as queries among the training hours."""
+    train_dbz = data["train_dbz"]
     return search_quality(
-        test_dbz,
-        lambda: _batches(train_dbz),
+        data["test_dbz"],
+        data["pixel"],
         lambda idx: train_dbz[np.asarray(idx)],
         {"m": codes_test},
         {"m": codes_train},
-        cell_km=cell_km,
-        pixel=_PIXEL[key],
+        cell_km=data["cell_km"],
     )
 
 
@@ -205,7 +192,8 @@ def network_specs(size: int, args, ablation: bool) -> dict[str, dict]:
 
 
 def run_size(size: int, data, args) -> dict:
-    train, test, cell_km, train_dbz, test_dbz = data
+    train, test, cell_km = data["train"], data["test"], data["cell_km"]
+    train_dbz, test_dbz = data["train_dbz"], data["test_dbz"]
     out: dict = {}
     t0 = time.perf_counter()
     pca = PCABaseline(n_components=size)
@@ -214,7 +202,7 @@ def run_size(size: int, data, args) -> dict:
     pca_seconds = time.perf_counter() - t0
     z_test, z_train = pca.encode(test_dbz), pca.encode(train_dbz)
     s = score(test_dbz, pca.decode(z_test), cell_km)
-    found = search(test_dbz, train_dbz, z_test, z_train, cell_km)
+    found = search(data, z_test, z_train)
     out["pca"] = {**s, **found["m"], "fit_seconds": round(pca_seconds, 1)}
     out["search_ceiling"] = {"pixel_nearest": found["pixel_nearest"], "random": found["random"]}
     specs = network_specs(size, args, args.ablation and size == 50)
@@ -227,7 +215,7 @@ def run_size(size: int, data, args) -> dict:
         for net in nets:
             z_test, fields = net.codes_and_fields(test)
             z_train, _ = net.codes_and_fields(train)
-            found = search(test_dbz, train_dbz, z_test, z_train, cell_km)
+            found = search(data, z_test, z_train)
             entry = {**score(test_dbz, fields, cell_km), **found["m"]}
             entry.update(torch_seed=torch_seed, steps=net.steps, seconds=round(net.seconds, 1))
             entry["params"] = count_parameters(net.model)
@@ -283,6 +271,15 @@ def main() -> None:
     else:
         train, test, cell_km = synthetic_data(args)
     train_dbz, test_dbz = as_dbz(train), as_dbz(test)
+    batches = (train_dbz[i : i + 256] for i in range(0, len(train_dbz), 256))
+    data = {
+        "train": train,
+        "test": test,
+        "cell_km": cell_km,
+        "train_dbz": train_dbz,
+        "test_dbz": test_dbz,
+        "pixel": pixel_distances(test_dbz, batches),  # the true neighbours, for every method
+    }
     out: dict = {
         "data": "fmi" if args.fmi else "synthetic",
         "grid_shape": list(train.shape[-2:]),
@@ -300,7 +297,7 @@ def main() -> None:
         "table": {},
     }
     for size in (int(s) for s in args.sizes.split(",")):
-        out["table"][str(size)] = run_size(size, (train, test, cell_km, train_dbz, test_dbz), args)
+        out["table"][str(size)] = run_size(size, data, args)
     out["targets"] = targets(out["table"])
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(_finite(out), indent=1))

@@ -131,9 +131,8 @@ def test_a_code_that_is_the_image_finds_the_true_neighbours_and_a_random_one_doe
     flat = np.maximum(candidates, 0).reshape(40, -1)
     codes = {"exact": np.maximum(queries, 0).reshape(6, -1), "noise": rng.normal(size=(6, 3))}
     cands = {"exact": flat, "noise": rng.normal(size=(40, 3))}
-    got = search_quality(
-        queries, lambda: [candidates], lambda i: candidates[i], codes, cands, cell_km=3.0
-    )
+    pixel = pixel_distances(queries, [candidates])
+    got = search_quality(queries, pixel, lambda i: candidates[i], codes, cands, cell_km=3.0)
     assert got["exact"]["recall_at_10"] == 1.0
     assert got["exact"]["analog_fss"] == pytest.approx(got["pixel_nearest"]["analog_fss"])
     assert got["noise"]["recall_at_10"] < 0.6

@@ -193,8 +193,9 @@ def _load_weights(module: AutoencoderModule, path: str, archive: Archive) -> Non
             f"{source.path}: holds {theirs}, not the network asked for ({mine}); "
             "start from a checkpoint of the same architecture and hyperparameters"
         )
-    net_state = {k: v for k, v in source.state_dict.items() if k.startswith("net.")}
-    module.load_state_dict(net_state, strict=False)
+    prefix = "net."
+    weights = {k[len(prefix) :]: v for k, v in source.state_dict.items() if k.startswith(prefix)}
+    module.net.load_state_dict(weights)  # strict: the same network has the same weights
     log.info("starting from the weights of %s (%s)", source.path, source.model_id)
 
 

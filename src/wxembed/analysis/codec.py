@@ -168,7 +168,7 @@ def encode_field(
         if archive is None or time is None:
             raise EmbeddingError("give a field to encode, or an archive and a time")
         a = as_archive(archive)
-        model.source.check_grid(a)
+        model.check_grid(a)
         raw = a.read_raw([time])  # (1, ny, nx) uint8
         t = as_time(time)
         return Embedding(

@@ -121,7 +121,7 @@ def interpolate_hours(
     """
     a = as_archive(archive)
     model = load_embedding_model(checkpoint)
-    model.source.check_grid(a)
+    model.check_grid(a)
     t0, tm, t1 = _middle_time(start, end, weight)
     _check_stored(a, (t0, tm, t1), a.stored_times())
     raw = a.read_raw([t0, tm, t1])  # (3, ny, nx)
@@ -163,7 +163,7 @@ def interpolation_skill(
         raise WxembedError(f"gap_hours must be >= 1, got {gap_hours}")
     a = as_archive(archive)
     model = load_embedding_model(checkpoint)
-    model.source.check_grid(a)
+    model.check_grid(a)
     stored = set(to_seconds(a.stored_times()).tolist())
     gap = int(gap_hours) * 3600
     mid = int(round(weight * gap))

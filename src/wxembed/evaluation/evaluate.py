@@ -22,7 +22,7 @@ from wxembed.archive import Archive
 from wxembed.errors import ArchiveError
 from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
 from wxembed.evaluation.metrics import Verification, beats
-from wxembed.evaluation.search_quality import search_quality
+from wxembed.evaluation.search_quality import pixel_distances, search_quality
 from wxembed.model.checkpoint import Checkpoint
 from wxembed.model.encoder import EmbeddingModel, compression_ratio
 from wxembed.reflectivity import decode_raw
@@ -174,22 +174,22 @@ def _search_scores(
 ) -> dict:
     """Search quality (:mod:`wxembed.evaluation.search_quality`) of the held-out hours as
     queries among ``candidates`` (the training hours), for the autoencoder and PCA."""
+    queries = decode_raw(archive.read_raw(held))  # (m, ny, nx)
     cand_codes: dict[str, list[np.ndarray]] = {"autoencoder": [], "pca": []}
-    for i in range(0, len(candidates), batch):
+    pixel = []
+    for i in range(0, len(candidates), batch):  # one pass: codes and pixel distances
         raw = archive.read_raw(candidates[i : i + batch])
+        dbz = decode_raw(raw)
         cand_codes["autoencoder"].append(model.encode_raw(raw))
-        cand_codes["pca"].append(pca.encode(np.nan_to_num(decode_raw(raw), nan=0.0)))
-
-    def batches():
-        for i in range(0, len(candidates), batch):
-            yield decode_raw(archive.read_raw(candidates[i : i + batch]))
+        cand_codes["pca"].append(pca.encode(np.nan_to_num(dbz, nan=0.0)))
+        pixel.append(pixel_distances(queries, [dbz]))
 
     def read(indices: np.ndarray) -> np.ndarray:
         return decode_raw(archive.read_raw(candidates[np.asarray(indices)]))
 
     return search_quality(
-        decode_raw(archive.read_raw(held)),
-        batches,
+        queries,
+        np.concatenate(pixel, axis=1),
         read,
         held_codes,
         {k: np.concatenate(v) for k, v in cand_codes.items()},

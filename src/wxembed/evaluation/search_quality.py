@@ -11,8 +11,8 @@ scores, averaged over the queries:
   analog; NaN pairs (no 35 dBZ echo in either field) are left out of the mean.
 
 Beside them, the ceiling (``analog_fss`` of the pixel-space nearest hour) and chance (a random
-candidate hour, fixed seed). The candidate fields are streamed in batches: the query fields and
-one batch are in memory at a time.
+candidate hour, fixed seed). :func:`pixel_distances` streams the candidate fields in batches:
+the query fields and one batch are in memory at a time.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def analog_fss(queries: np.ndarray, analogs: np.ndarray, cell_km: float) -> floa
 
 def search_quality(
     query_fields: np.ndarray,
-    candidate_batches: Callable[[], Iterable[np.ndarray]],
+    pixel: np.ndarray,
     read_candidates: Callable[[np.ndarray], np.ndarray],
     query_codes: Mapping[str, np.ndarray],
     candidate_codes: Mapping[str, np.ndarray],
@@ -89,18 +89,15 @@ def search_quality(
     cell_km: float,
     k: int = K,
     seed: int = 0,
-    pixel: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{method: {"recall_at_10", "analog_fss"}}`` for each code in ``query_codes`` (with
     ``candidate_codes`` of the same method), plus ``"pixel_nearest"`` (the ceiling) and
     ``"random"`` (chance) with their ``analog_fss``.
 
-    ``candidate_batches()`` yields the candidate dBZ fields in order, in batches;
-    ``read_candidates(indices)`` returns the fields of some candidates (the analogs). ``pixel``,
-    when given, is :func:`pixel_distances` computed before (it is the same for every code).
+    ``pixel`` is :func:`pixel_distances` of the queries to the candidates ``(m, n)`` (the same
+    for every code); ``read_candidates(indices)`` returns the fields of some candidates (the
+    analogs).
     """
-    if pixel is None:
-        pixel = pixel_distances(query_fields, candidate_batches())  # (m, n)
     truth = _nearest(pixel, k)
     out: dict[str, dict[str, float]] = {}
     for name, codes in query_codes.items():

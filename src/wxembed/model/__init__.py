@@ -7,9 +7,10 @@
 - ``checkpoint.py``: the one owner of a checkpoint file (safe load, identity, grid check).
 - ``encoder.py``: a trained model in use, batched encode/decode on a device.
 
-Both networks share one interface (``encode``, ``decode``, ``forward``, ``embedding_dim``,
-``in_shape``, ``config``). Inputs are ``(batch, 1, ny, nx)`` floats in [0, 1] (see
-:func:`normalise_raw`); ``in_shape`` is the grid's ``(ny, nx)`` and always comes from the archive.
+Both networks share one interface (``encode``, ``decode``, ``forward``, ``training_pair``,
+``from_work``, ``embedding_dim``, ``in_shape``, ``config``). Inputs are ``(batch, 1, ny, nx)``
+floats in [0, 1] (see :func:`normalise_raw`); ``in_shape`` is the grid's ``(ny, nx)`` and always
+comes from the archive.
 
 Names are re-exported lazily, so ``wxembed.model.checkpoint`` can be imported (by the index) without
 importing PyTorch.
@@ -51,11 +52,6 @@ def _network_class(arch: str):
     return __getattr__({"fast": "FastAutoencoder", "seed": "SeedAutoencoder"}[arch])
 
 
-def config_class(arch: str) -> type:
-    """The hyperparameter dataclass of ``arch``."""
-    return _network_class(arch).config_class
-
-
 def build_model(arch: str = "fast", in_shape: tuple[int, int] | None = None, **hparams: Any):
     """The network ``arch`` ("fast" or "seed") for images of shape ``in_shape`` (the grid's
     ``(ny, nx)``), with ``hparams`` overriding its config's defaults.
@@ -78,4 +74,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'wxembed.model' has no attribute {name!r}")
 
 
-__all__ = ["ARCHS", "build_model", "config_class", *_EXPORTS]
+__all__ = ["ARCHS", "build_model", *_EXPORTS]

@@ -51,7 +51,7 @@ class EmbeddingModel:
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
         module = ckpt.module()
         self.checkpoint = ckpt.path
-        self.source = ckpt
+        self._ckpt = ckpt
         self.grid: Grid = ckpt.grid
         self.device = torch.device(resolve_device(device))
         self.net = module.net.to(self.device).eval()
@@ -121,6 +121,10 @@ class EmbeddingModel:
         """Embeddings ``(n, d)`` and reconstructed dBZ ``(n, ny, nx)`` of uint8 hours."""
         z = self.encode_raw(raw)
         return z, self.decode(z)
+
+    def check_grid(self, archive) -> None:
+        """:class:`~wxembed.errors.CheckpointError` unless ``archive`` is on the model's grid."""
+        self._ckpt.check_grid(archive)
 
     def compression(self) -> dict[str, float | int]:
         """How much smaller an embedding is than the image it stands for."""

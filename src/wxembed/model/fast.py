@@ -150,7 +150,6 @@ class FastAutoencoder(nn.Module):
     """
 
     arch = "fast"
-    config_class = FastConfig
 
     def __init__(
         self, in_shape: tuple[int, int], config: FastConfig | None = None, **hparams: object

@@ -97,7 +97,6 @@ class SeedAutoencoder(nn.Module):
     """
 
     arch = "seed"
-    config_class = SeedConfig
 
     def __init__(self, in_shape: tuple[int, int], config: SeedConfig | None = None, **hparams: int):
         super().__init__()
@@ -179,3 +178,11 @@ class SeedAutoencoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, ny, nx) -> reconstruction of the same shape."""
         return self.decode(self.encode(x))
+
+    def training_pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction, target)`` for the training loss: on the full grid, as the original."""
+        return self.forward(x), x
+
+    def from_work(self, y: Tensor) -> Tensor:
+        """The reconstruction on the grid: this network works on the grid itself."""
+        return y

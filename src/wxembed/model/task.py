@@ -64,10 +64,7 @@ class AutoencoderModule(L.LightningModule):
 
     def _step(self, raw: torch.Tensor, stage: str) -> torch.Tensor:
         x = self._inputs(raw)
-        if hasattr(self.net, "training_pair"):  # the loss on the network's working grid
-            recon, target = self.net.training_pair(x)
-        else:
-            recon, target = self.net(x), x
+        recon, target = self.net.training_pair(x)  # on the network's working grid
         loss = self.loss_fn(recon.float(), target.float())
         self.log(
             f"{stage}_loss",
@@ -79,8 +76,7 @@ class AutoencoderModule(L.LightningModule):
             sync_dist=stage != "train",
         )
         if stage == "val":
-            full = self.net.from_work(recon) if hasattr(self.net, "from_work") else recon
-            self._val_sums += reconstruction_sums(raw, full)
+            self._val_sums += reconstruction_sums(raw, self.net.from_work(recon))
         return loss
 
     def on_validation_epoch_start(self) -> None:
