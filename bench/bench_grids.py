@@ -66,7 +66,7 @@ def one_grid(name: str, arch: str, hparams: dict, batch: int, steps: int) -> dic
 
 def _loss(module, raw):
     x = module._inputs(raw)
-    recon, target = module.net.training_pair(x)
+    recon, target, _ = module.net.training_terms(x)
     return module.loss_fn(recon.float(), target.float())
 
 

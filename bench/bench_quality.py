@@ -129,7 +129,7 @@ class Run:
         idx = torch.randint(len(train_x), (batch,), generator=self.gen)
         xb = train_x[idx]
         self.opt.zero_grad(set_to_none=True)
-        recon, target = self.model.training_pair(xb)
+        recon, target, _ = self.model.training_terms(xb)
         loss = self.loss_fn(recon, target)
         loss.backward()
         self.opt.step()

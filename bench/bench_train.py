@@ -62,7 +62,7 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         # the training step's own function, compiled when asked (ours trains on its working grid)
-        self.pair = torch.compile(model.training_pair) if args.compile else model.training_pair
+        self.pair = torch.compile(model.training_terms) if args.compile else model.training_terms
         self.seconds = 0.0
         self.steps = 0
         self.loss = float("nan")
@@ -70,7 +70,7 @@ class Trainer:
     def step(self) -> torch.Tensor:
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            recon, target = self.pair(self.x)
+            recon, target, _ = self.pair(self.x)
         loss = self.loss_fn(recon.float(), target.float())
         loss.backward()
         self.opt.step()

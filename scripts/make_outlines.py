@@ -12,8 +12,12 @@ The packaged files were made with:
     python scripts/make_outlines.py --naturalearth /work/shared/data/naturalearth \\
         --bbox 17 57 36 71 --tolerance 0.02 --out src/wxembed/data/outlines_finland.npz
 
+    python scripts/make_outlines.py --naturalearth /work/shared/data/naturalearth \
+        --bbox world --tolerance 0.05 --out src/wxembed/data/outlines_world.npz
+
 (-136 19 -59 56 is ``--bbox hrrr-mrms``: the HRRR CONUS grid and the MRMS domain, 1 degree
-margin, rounded out to whole degrees.)
+margin, rounded out to whole degrees; ``--bbox world`` is -180 -90 180 90: the file used for a
+grid that no regional file covers.)
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         nargs="+",
         metavar="W S E N",
-        help="lon/lat box: four numbers W S E N (degrees), or 'hrrr-mrms'",
+        help="lon/lat box: four numbers W S E N (degrees), 'hrrr-mrms' or 'world'",
     )
     parser.add_argument("--out", required=True, type=Path, help="output .npz file")
     parser.add_argument(
@@ -61,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.bbox == ["hrrr-mrms"]:
         bbox = hrrr_mrms_bbox()
+    elif args.bbox == ["world"]:
+        bbox = (-180.0, -90.0, 180.0, 90.0)
     elif len(args.bbox) == 4:
         try:
             bbox = tuple(float(v) for v in args.bbox)
         except ValueError:
             parser.error(f"--bbox takes four numbers W S E N, got {' '.join(args.bbox)}")
     else:
-        parser.error(f"--bbox takes four numbers W S E N or 'hrrr-mrms', got {args.bbox}")
+        parser.error(f"--bbox takes four numbers W S E N, 'hrrr-mrms' or 'world', got {args.bbox}")
 
     t0 = time.perf_counter()
     try:

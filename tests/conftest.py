@@ -211,3 +211,18 @@ def tiny_index(tmp_path_factory, tiny_archive, trained_model) -> Path:
     with one_torch_thread():
         embed_archive(tiny_archive, checkpoint, index, workers=1, progress=False)
     return index
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A ``dask.distributed.LocalCluster`` of two single-threaded worker processes, shared by
+    the Dask tests (test_dask.py, test_object_store.py): its address, e.g. ``tcp://127.0.0.1:N``.
+    Skipped when the ``distributed`` extra is not installed."""
+    distributed = pytest.importorskip("dask.distributed", reason="pip install -e '.[distributed]'")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()

@@ -120,3 +120,138 @@ def test_opening_something_that_is_not_an_archive_says_so(tmp_path):
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
     with pytest.raises(ArchiveError, match="not a wxembed archive"):
         Archive(tmp_path / "plain.zarr")
+
+
+# ---- concurrent writers (issue 12 item 17, issue 14) ---------------------------------------------
+def _race(n: int, work):
+    """Run ``work(i)`` in ``n`` threads released at the same instant; each result or exception."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # noqa: BLE001 - the test inspects every outcome
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_processes_creating_one_new_archive_at_once_leave_one_archive_and_clear_errors(
+    tmp_path, tiny_grid
+):
+    import subprocess
+    import sys
+
+    target = tmp_path / "new.zarr"
+    code = (
+        "import sys, time; from wxembed.archive import Archive; from wxembed.errors import "
+        "ArchiveError; from wxembed.grid import HRRR_CONUS\n"
+        "while time.time() < float(sys.argv[2]): pass\n"
+        "try:\n    Archive.create(sys.argv[1], HRRR_CONUS.coarsen(16)); print('created')\n"
+        "except ArchiveError as e:\n    print('error:', e)\n"
+    )
+    import time
+
+    start = str(time.time() + 4)  # the processes spin until the same instant, then create
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(target), start], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outs.count("created") == 1, outs
+    assert all(o == f"error: {target}: an archive already exists here" for o in outs[1:]), outs
+    assert Archive(target).grid.same_as(tiny_grid)
+
+
+def test_threads_creating_one_archive_with_exist_ok_all_get_it_once_it_is_ready(
+    tmp_path, tiny_grid
+):
+    target = tmp_path / "new.zarr"
+    results = _race(6, lambda i: Archive.create(target, tiny_grid, exist_ok=True))
+    assert all(isinstance(r, Archive) for r in results), results
+    assert all(len(r.slot_times) == 0 and r.grid.same_as(tiny_grid) for r in results)
+
+
+def test_an_interrupted_creation_is_named_not_a_missing_variable(tmp_path, tiny_grid):
+    target = tmp_path / "half.zarr"
+    target.mkdir()
+    (target / "zarr.json").write_text(
+        json.dumps(
+            {
+                "zarr_format": 3,
+                "node_type": "group",
+                "attributes": {"wxembed_state": "creating", "wxembed_grid": tiny_grid.to_json()},
+            }
+        )
+    )
+    with pytest.raises(ArchiveError, match="being created by another process"):
+        Archive(target)
+    with pytest.raises(ArchiveError, match="already exists"):
+        Archive.create(target, tiny_grid)
+
+
+def test_two_writers_of_the_same_hours_leave_whole_records_never_torn(archive, tiny_grid):
+    hours = [str(np.datetime64("2024-07-01T00", "s") + np.timedelta64(h, "h")) for h in range(8)]
+    fields = {
+        who: [storm_field(tiny_grid, seed + h, t) for h, t in enumerate(hours)]
+        for who, seed in (("a", 0), ("b", 100))
+    }
+    for who in fields:
+        for f in fields[who]:
+            f.source = f"/{who}/{f.source}"
+    archive.allocate(hours)
+    writers = {w: Archive(archive.path) for w in fields}  # one handle each, as two processes
+    results = _race(2, lambda i: [writers["ab"[i]].write(f) for f in fields["ab"[i]]])
+    assert not any(isinstance(r, Exception) for r in results), results
+    m = archive.manifest()
+    assert list(m.status) == ["stored"] * 8
+    for h, t in enumerate(hours):
+        winner = "a" if m.source[h].startswith("/a/") else "b"
+        want = fields[winner][h]
+        assert m.source[h] == want.source
+        np.testing.assert_array_equal(archive.read_raw([t])[0], encode_dbz(want.dbz))  # whole
+        mine = results["ab".index(winner)][h]
+        theirs = results[1 - "ab".index(winner)][h]
+        assert mine.status == "stored", (h, mine, theirs)  # the last whole commit stands
+        # the other either saw the winner's commit over its own (and says whose), or committed
+        # first and was overwritten afterwards: the run's report, read from the manifest at its
+        # end, names the winner then (test_ingesting_other_files_..._says_which_files_won)
+        assert theirs.status == "stored" or want.source in theirs.reason, (mine, theirs)
+
+
+def test_ingesting_other_files_for_stored_hours_says_which_files_won(tmp_path, tiny_grid):
+    from wxembed.pipelines.ingest import describe_report, ingest_files
+    from wxembed.sources.grib import write_refc_file
+    from wxembed.sources.hrrr import path_for_valid_time
+
+    times = [np.datetime64("2024-07-01T00", "s") + np.timedelta64(h, "h") for h in range(3)]
+    for who, seed in (("a", 0), ("b", 50)):
+        for h, t in enumerate(times):
+            write_refc_file(
+                tmp_path / who / path_for_valid_time(t), storm_field(tiny_grid, seed + h, str(t))
+            )
+    first = ingest_files(tmp_path / "a", tmp_path / "x.zarr", workers=1, progress=False)
+    assert first.counts()["stored"] == 3
+    second = ingest_files(tmp_path / "b", tmp_path / "x.zarr", workers=1, progress=False)
+    assert second.counts() == {
+        "stored": 0,
+        "missing": 0,
+        "failed": 0,
+        "skipped": 0,
+        "superseded": 3,
+    }
+    line = describe_report(second)
+    assert "3 superseded" in line and str(tmp_path / "a") in line
+    again = ingest_files(tmp_path / "a", tmp_path / "x.zarr", workers=1, progress=False)
+    assert again.counts()["skipped"] == 3 and "superseded" not in again.counts()

@@ -126,3 +126,24 @@ def test_climatology_is_the_mean_normalised_training_image_in_dbz(archive, tmp_p
     again = ClimatologyBaseline.load(clim.save(tmp_path / "clim.npz"))
     np.testing.assert_array_equal(again.predict(1)[0], clim.mean_dbz)
     assert again.n_samples_seen_ == 20
+
+
+def test_a_loaded_climatology_goes_on_as_if_it_had_seen_every_hour(archive, tmp_path):
+    times = archive.stored_times()[:12]
+    whole = ClimatologyBaseline().fit_archive(archive, times, batch=5)
+    first = ClimatologyBaseline().fit_archive(archive, times[:7])
+    again = ClimatologyBaseline.load(first.save(tmp_path / "c.npz")).fit_archive(archive, times[7:])
+    assert again.n_samples_seen_ == 12
+    np.testing.assert_allclose(again.mean_dbz, whole.mean_dbz, atol=1e-4)
+    one = ClimatologyBaseline().fit_archive(archive, times[:1])
+    first_hour = normalise_dbz(archive.read_dbz(times[0])) * 60
+    np.testing.assert_allclose(one.mean_dbz, first_hour, atol=1e-4)
+    with pytest.raises(ValueError, match="no training hours"):
+        ClimatologyBaseline().fit_archive(archive, times[:0])
+    with pytest.raises(ValueError, match=r"fields have shape \(5, 5\), fitted on \(66, 112\)"):
+        again.partial_fit(np.zeros((1, 5, 5), np.float32))
+    pca = PCABaseline(n_components=2).partial_fit(low_rank_normalised(n=4) * 60.0)
+    with pytest.raises(ValueError, match="not a ClimatologyBaseline file"):
+        ClimatologyBaseline.load(pca.save(tmp_path / "p.npz"))
+    with pytest.raises(RuntimeError, match="ClimatologyBaseline is not fitted"):
+        ClimatologyBaseline().predict()

@@ -86,7 +86,7 @@ def test_help_lists_every_command_without_loading_pytorch_or_beam():
     assert shown.returncode == 0, shown.stderr
     for command in (
         "synth fetch ingest info plot train tune embed search interpolate cluster encode "
-        "decode evaluate report demo"
+        "decode evaluate report demo serve"
     ).split():
         assert f" {command} " in shown.stdout, command
 
@@ -397,7 +397,8 @@ def test_demo_runs_the_main_job_and_ends_with_the_report(tmp_path, caplog):
     with caplog.at_level("INFO", logger="wxembed"):
         text = ok(wxembed(*args, "--start", TINY_START))
     lines = text.strip().splitlines()
-    assert lines[0].startswith("done in ") and lines[-1] == f"report: {out / 'report.html'}"
+    assert lines[0].startswith("done in ") and lines[-2] == f"report: {out / 'report.html'}"
+    assert lines[-1] == f"explore: wxembed serve {out}"  # the command that opens the explorer
     assert len(lines) <= 12  # a summary, not a dump
     stages = [m for m in caplog.messages if m.startswith("stage ")]
     assert [s[:9] for s in stages] == [f"stage {n}/8" for n in range(1, 9)]
@@ -413,3 +414,101 @@ def test_demo_runs_the_main_job_and_ends_with_the_report(tmp_path, caplog):
         assert (out / made).exists(), made
     doc = strict_json(ok(wxembed(*args, "--start", TINY_START, "--json")))  # again: reuses all
     assert "24 already there" in doc["archive"] and doc["report"] == str(out / "report.html")
+
+
+# ---- radar composites from anywhere, frames minutes apart ----------------------------------------
+def test_ingest_cuts_and_coarsens_opera_odim_and_records_rain_rate_as_missing(
+    shared_data, tmp_path
+):
+    from test_odim import V20, V24, reflectivity_copy
+
+    folder = tmp_path / "opera"
+    folder.mkdir()
+    for src in (V20, V20.with_name("T_PAAH21_C_EUOC_20180824181500.hdf")):
+        reflectivity_copy(src, folder / src.with_suffix(".h5").name)
+    (folder / V24.name).symlink_to(V24)  # the real H5rad 2.4 file: rain rate
+    target = tmp_path / "opera.zarr"
+    args = ("ingest", folder, "--archive", target, "--bbox=-5,42,20,58", "--coarsen", 4)
+    out = ok(wxembed(*args, "--workers", 1))
+    assert "2 stored, 1 missing, 0 failed" in out
+    archive = Archive(target)
+    assert archive.grid.shape == (234, 259) and archive.grid.dx == 8000.0
+    m = archive.manifest()
+    stored = m[m.status == "stored"].time.dt.strftime("%H:%M").tolist()
+    assert stored == ["18:00", "18:15"]  # 15 minutes apart
+    (reason,) = m[m.status == "missing"].reason
+    assert "holds RATE (rain rate, mm/h), not reflectivity" in reason
+    source = archive.dataset().attrs["source"]
+    assert "cut to lon -5..20, lat 42..58, coarsened 4x (block mean in linear Z)" in source
+    one_line_error(wxembed(*args[:4], "--bbox=-5,42,20"), "--bbox", "four numbers")
+
+
+def test_ingest_takes_every_time_of_a_netcdf_file_and_refuses_another_quantity(
+    shared_data, tmp_path
+):
+    import xarray as xr
+    from test_netcdf import FMI_FRAMES, write_cf_netcdf
+
+    from wxembed.sources.fmi import read_fmi
+
+    fields = [read_fmi(p) for p in FMI_FRAMES]
+    rate = xr.DataArray(
+        np.zeros((3, *fields[0].grid.shape), np.float32),
+        dims=("time", "y", "x"),
+        attrs={"units": "mm/h", "grid_mapping": "crs"},
+    )
+    nc = write_cf_netcdf(tmp_path / "fmi.nc", fields, extra={"RATE": rate})
+    target = tmp_path / "nc.zarr"
+    out = ok(wxembed("ingest", nc, "--archive", target, "--variable", "DBZH", "--workers", 1))
+    assert "3 stored, 0 missing, 0 failed" in out
+    times = Archive(target).stored_times()
+    assert list(np.diff(times)) == [np.timedelta64(300, "s")] * 2
+    np.testing.assert_array_equal(Archive(target).read_dbz(times[1]), fields[1].dbz)
+    bad = wxembed("ingest", nc, "--archive", tmp_path / "r.zarr", "--variable", "RATE")
+    one_line_error(bad, "variable RATE has units 'mm/h', not dBZ")
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory, tiny_grid, untrained_checkpoint):
+    """14 frames 5 minutes apart (70 minutes) on the tiny grid, their embeddings in an index
+    (encoded here in one batch: the Beam route is test_embed's)."""
+    from conftest import storm_field
+
+    from wxembed.index import EmbeddingIndex
+    from wxembed.model.encoder import load_embedding_model
+
+    root = tmp_path_factory.mktemp("sequence")
+    archive = Archive.create(root / "seq.zarr", tiny_grid)
+    first = np.datetime64("2024-07-01T00:00", "s")
+    for i in range(14):
+        archive.write(storm_field(tiny_grid, i, str(first + np.timedelta64(5 * i, "m"))))
+    times = archive.stored_times()
+    with one_torch_thread():
+        model = load_embedding_model(untrained_checkpoint)
+        z = model.encode_raw(archive.read_raw(times))  # (14, d)
+    with EmbeddingIndex(root / "i.duckdb") as ix:
+        ix.add_vectors(model.info, times, z)
+    return {"archive": archive.path, "index": root / "i.duckdb", "ckpt": untrained_checkpoint}
+
+
+def test_search_of_a_short_sequence_says_why_it_is_empty_and_what_to_pass(sequence):
+    index, query = sequence["index"], "2024-07-01T00:30"
+    err = one_line_error(wxembed("search", index, query, "-k", 3), "no hours to return")
+    assert "14 lie within 1d of the query's time" in err and "--exclude 5min" in err
+    doc = strict_json(ok(wxembed("search", index, query, "-k", 3, "--exclude", "10min", "--json")))
+    times = [np.datetime64(m["time"]) for m in doc["matches"]]
+    assert len(times) == 3
+    assert all(abs(t - np.datetime64(query)) > np.timedelta64(10, "m") for t in times)
+    late = ("search", index, query, "-k", 3, "--exclude", "0", "--start", "2024-07-01T00:50")
+    doc = strict_json(ok(wxembed(*late, "--json")))
+    found = [m["time"] for m in doc["matches"]]
+    assert len(found) == 3 and min(found) >= "2024-07-01T00:50:00"  # --start to the minute
+    one_line_error(wxembed("search", index, query, "--exclude-hours", "inf"), "finite")
+    one_line_error(wxembed("search", index, query, "--exclude", "soon"), "not a duration")
+
+
+def test_interpolate_every_pair_takes_a_gap_in_minutes(sequence):
+    args = ("interpolate", sequence["archive"], "--checkpoint", sequence["ckpt"], "--every-pair")
+    doc = strict_json(ok(wxembed(*args, "--gap", "10min", "--json")))
+    assert doc["pairs"] == 12 and doc["gap"] == "10min"  # 14 frames: 12 spans of 10 minutes
+    one_line_error(wxembed(*args, "--gap", "7min"), "typically 5min apart", "--gap 10min")

@@ -170,3 +170,132 @@ def test_the_commands_print_results_and_fail_in_one_line_with_a_non_zero_exit(se
     assert bad.exit_code == 2 and "bad.json: not valid JSON" in bad.stderr
     with EmbeddingIndex(index, read_only=True) as ix:
         assert ix.count() == HOURS
+
+
+# ---- killed runs and a busy index ----------------------------------------------------------------
+@pytest.fixture
+def small(tmp_path, tiny_grid, untrained_checkpoint, monkeypatch):
+    """Four hours of their own, the untrained network, and a temporary folder of this test's
+    own (where runs put their progress ledgers)."""
+    import tempfile
+
+    from conftest import storm_archive
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    archive = storm_archive(tmp_path / "small.zarr", tiny_grid, 4)
+    return {"archive": archive, "ckpt": untrained_checkpoint, "tmp": scratch}
+
+
+def _run_until(script: str, done, timeout: float = 60.0):
+    """Start ``script`` in a process of its own and return it once ``done()`` holds."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the helper process ended or stalled before it got there ({proc.poll()})")
+        time.sleep(0.02)
+    return proc
+
+
+def test_scratch_folders_of_a_killed_process_are_swept_and_live_ones_kept(small, tmp_path):
+    import os
+    import signal
+
+    from wxembed.pipelines.embed import _staging
+    from wxembed.pipelines.progress import temporary_ledger
+    from wxembed.pipelines.workers import owned_folder
+
+    shards, ready = tmp_path / "shards", tmp_path / "ready"
+    shards.mkdir()
+    script = (
+        "import time; from wxembed.pipelines.workers import owned_folder\n"
+        f"with owned_folder('wxembed-ledger-', {str(small['tmp'])!r}), "
+        f"owned_folder('.m.partial-', {str(shards)!r}):\n"
+        f"    open({str(ready)!r}, 'w').close(); time.sleep(60)\n"
+    )
+    proc = _run_until(script, ready.exists)
+    killed = [*small["tmp"].glob("wxembed-ledger-*"), *shards.glob(".m.partial-*")]
+    assert len(killed) == 2
+    with owned_folder(".m.partial-", shards) as live:  # a run still going: never swept
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with temporary_ledger() as ledger, _staging(shards, "other") as staging:
+            assert Path(ledger.folder).parent == small["tmp"] and staging.parent == shards
+            assert not any(p.exists() for p in killed)
+            assert live.is_dir()
+    assert not any(shards.iterdir()) and not any(small["tmp"].iterdir())
+
+
+@pytest.mark.slow
+def test_the_folders_a_killed_embed_leaves_are_removed_by_the_next_run(small, tmp_path):
+    import os
+    import signal
+
+    shards = tmp_path / "i-shards"
+    script = (
+        "import wxembed; from wxembed.pipelines.embed import embed_archive; "
+        f"embed_archive({str(small['archive'].path)!r}, {str(small['ckpt'])!r}, "
+        f"{str(tmp_path / 'i.duckdb')!r}, workers=2, progress=True)"
+    )
+    proc = _run_until(
+        script,
+        lambda: any(shards.glob(".*.partial-*")) and any(small["tmp"].glob("wxembed-ledger-*")),
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = [*shards.glob(".*.partial-*"), *small["tmp"].glob("wxembed-ledger-*")]
+    assert len(left) == 2  # what the kill leaves: its staging folder and its progress ledger
+
+    report = _embed(small, tmp_path / "i.duckdb", progress=True)
+    assert report["hours"] == 4 and not any(p.exists() for p in left)
+    assert not any(shards.glob(".*.partial-*")) and not any(small["tmp"].glob("wxembed-*"))
+    assert [p.name for p in (shards / report["model_id"]).iterdir()] == [
+        Path(s).name for s in report["shards"]
+    ]  # no lock file among the shards
+
+
+def test_an_index_opened_by_another_process_during_the_run_keeps_its_shards_and_rows(
+    small, tmp_path
+):
+    from wxembed.errors import EmbeddingIndexError
+
+    index = tmp_path / "i.duckdb"
+    first = _embed(small, index)
+    model_dir = Path(first["shards"][0]).parent
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    # a reader (a search, a web server) that opens the index once this run has begun its work
+    script = (
+        "import duckdb, glob, time\n"
+        f"while not glob.glob({str(model_dir.parent / '.*.partial-*')!r}): time.sleep(0.005)\n"
+        f"con = duckdb.connect({str(index)!r}, read_only=True)\n"
+        f"open({str(tmp_path / 'reading')!r}, 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        with pytest.raises(EmbeddingIndexError, match=r"in use by another process \(PID \d+\)"):
+            _embed(small, index, batch_size=1)
+        assert (tmp_path / "reading").exists()
+    finally:
+        reader.kill()
+        reader.wait()
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+    assert not any(model_dir.parent.glob(".*.partial-*"))
+    with EmbeddingIndex(index, read_only=True) as idx:
+        assert idx.count(first["model_id"]) == 4

@@ -138,6 +138,8 @@ class LoopbackArchive:
             if hold:
                 self.release.wait(60)
                 fault = "500"
+        if fault in ("trickle", "flood", "flood-unsized", "padded"):
+            return self._stream(req, path, rng, fault)
         if fault == "stall":
             time.sleep(1.5)  # longer than the client's read timeout
         if fault == "500":
@@ -160,6 +162,34 @@ class LoopbackArchive:
         self._reply(
             req, path, rng, status, body, headers, cut=len(body) // 2 if fault == "drop" else None
         )
+
+    def _stream(self, req, path: str, rng, fault: str) -> None:
+        """A body that does not end: a byte every 0.1 s of a promised 5000 (``trickle``);
+        zeros as fast as the client takes them, with Content-Length 10^12 (``flood``) or none
+        (``flood-unsized``); the file and then zeros, Content-Length 10^12, ignoring any Range
+        (``padded``). It stops when the client hangs up, the server closes, or after 30 s."""
+        with self.lock:
+            self.log.append((req.path, rng or "", 200))
+        req.send_response(200)
+        if fault == "flood-unsized":
+            req.send_header("Connection", "close")
+        else:  # a trickle promises what a real .idx holds
+            req.send_header("Content-Length", str(5000 if fault == "trickle" else 10**12))
+        req.end_headers()
+        first = (self.root / path.lstrip("/")).read_bytes() if fault == "padded" else b""
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline and not self.release.is_set():
+                out, first = (first or (b"1" if fault == "trickle" else bytes(1 << 16))), b""
+                req.wfile.write(out)
+                req.wfile.flush()
+                with self.lock:
+                    self.sent[path] += len(out)
+                if fault == "trickle":
+                    time.sleep(0.1)
+        except OSError:  # the client hung up
+            pass
+        req.close_connection = True
 
     def _reply(self, req, path, rng, status, body, headers=None, cut=None) -> None:
         with self.lock:
@@ -534,3 +564,48 @@ def test_the_fetch_command_creates_an_hrrr_archive_and_reports_missing_hours(ser
         app, ["fetch", "--start", "2019-01-02", "--end", "2019-01-01", "--archive", str(target)]
     )
     assert bad.exit_code == 2 and "must be after start" in bad.output
+
+
+# ---- bodies that would hold a worker or fill its memory ----------------------------------------
+def test_a_trickling_response_is_cut_off_at_the_request_timeout(server):
+    write_hour(server.root / "good", 0)
+    server.always[_grib_path(0) + ".idx"] = "trickle"  # a byte every 0.1 s: no read times out
+    config = FetchConfig(read_timeout=0.5, request_timeout=1.0, retries=1, backoff=0.01)
+    t0 = time.monotonic()
+    with pytest.raises(
+        SourceError, match=r"gave up after 2 attempts; last: the body took over 1 s"
+    ):
+        http_get(f"{server.url}{_grib_path(0)}.idx", config)
+    assert time.monotonic() - t0 < 4.0  # two tries of 1 s, not the 30 s the server would trickle
+
+
+@pytest.mark.parametrize("fault", ["flood", "flood-unsized"])
+def test_an_idx_larger_than_any_inventory_is_refused_without_reading_it_all(server, fault):
+    write_hour(server.root / "good", 0)
+    server.always[_grib_path(0) + ".idx"] = fault  # 10^12 bytes declared, or no end at all
+    stats = FetchStats()
+    config = FetchConfig(read_timeout=1.0, request_timeout=5.0, retries=0)
+    with pytest.raises(SourceError, match=r"more than the 1,048,576 .*an \.idx inventory may have"):
+        http_get(f"{server.url}{_grib_path(0)}.idx", config, stats=stats)
+    assert stats.bytes <= config.max_idx_bytes + (1 << 16)
+    # the hour is recorded as failed, not fetched
+    with pytest.raises(SourceError, match="an .idx inventory may have"):
+        fetch_hour(_hour(0), FetchConfig(mirrors=(Mirror("x", f"{server.url}/good"),), retries=0))
+
+
+def test_a_200_to_an_open_range_reads_the_message_its_header_declares_and_no_further(server):
+    path, size = write_hour(server.root / "good", 0, refc_at=4)  # REFC last: range "first-"
+    first, last = message_range(parse_idx(path.with_name(path.name + ".idx").read_text()))
+    assert last is None
+    server.always[_grib_path(0)] = "padded"  # the file, then zeros: 10^12 bytes declared
+    stats = FetchStats()
+    data = http_get(f"{server.url}{_grib_path(0)}", FAST, byte_range=(first, None), stats=stats)
+    assert data == path.read_bytes()[first:]  # the whole message, exactly
+    assert stats.bytes <= first + size + (1 << 16)
+
+
+def test_a_message_larger_than_the_cap_is_refused(server):
+    write_hour(server.root / "good", 0)
+    config = FetchConfig(mirrors=(Mirror("x", f"{server.url}/good"),), max_message_bytes=1000)
+    with pytest.raises(SourceError, match=r"would be [\d,]+ bytes, more than the 1,000"):
+        fetch_hour(_hour(0), config)

@@ -160,3 +160,52 @@ def test_header_without_obstime_raises_source_error(tmp_path):
     path.write_bytes(data)
     with pytest.raises(SourceError, match="obstime"):
         read_fmi(path)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("metersperpixel_x", "nan"),
+        ("metersperpixel_y", "-999.6"),
+        ("bottomleft", "18.6 inf"),
+        ("truelatitude", "600"),
+    ],
+)
+def test_a_header_of_impossible_numbers_raises_source_error_naming_it(tmp_path, field, value):
+    data = gzip.decompress(FIRST.read_bytes())
+    line = next(x for x in data.split(b"\n") if x.startswith(f"# {field} ".encode()))
+    path = tmp_path / "odd.pgm"
+    path.write_bytes(data.replace(line, f"# {field} {value}".encode()))
+    with pytest.raises(SourceError, match=rf"odd.pgm: .*(metersperpixel|{field}|latitude)"):
+        read_fmi(path)
+
+
+def test_a_file_that_expands_to_a_gibibyte_is_read_no_further_than_its_image(tmp_path, frame):
+    import time
+    import tracemalloc
+    import zlib
+
+    # the real frame, then 1 GiB of zeros: 16 gzip members of 64 MiB each, about 1 MB on disk
+    zeros = gzip.compress(bytes(64 << 20), compresslevel=9)
+    path = tmp_path / "bomb.pgm.gz"
+    path.write_bytes(FIRST.read_bytes() + zeros * 16)
+    assert path.stat().st_size < 3_000_000
+    assert len(zlib.decompressobj(wbits=31).decompress(zeros)) == 64 << 20
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        field = read_fmi(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 5.0
+    assert peak < 64 << 20, f"reading the image took {peak / 2**20:.0f} MiB"
+    assert np.array_equal(field.dbz, frame.dbz, equal_nan=True)
+
+
+def test_a_header_declaring_a_gigapixel_image_is_refused_unread(tmp_path):
+    data = gzip.decompress(FIRST.read_bytes()).replace(b"\n760 1226\n", b"\n40000 40000\n", 1)
+    path = tmp_path / "huge.pgm"
+    path.write_bytes(data)
+    with pytest.raises(SourceError, match="40000 x 40000 pixels, more than"):
+        read_fmi(path)

@@ -135,3 +135,80 @@ def test_real_file_said_to_hold_missing_values_has_no_bitmap(shared_data, tmp_pa
         assert eccodes.codes_get(h, "bitmapPresent") == 0
         assert eccodes.codes_get(h, "numberOfMissing") == 0
         eccodes.codes_release(h)
+
+
+# ---- hostile messages --------------------------------------------------------------------------
+def grib_sections(message: bytes) -> dict[int, int]:
+    """Byte offset of each section (by number, the first of a kind) of one GRIB2 message."""
+    pos, found = 16, {}
+    while pos < len(message) - 4:
+        length = int.from_bytes(message[pos : pos + 4], "big")
+        found.setdefault(message[pos + 4], pos)
+        pos += max(length, 5)
+    return found
+
+
+def huge_refc_message(shared_data, n: int = 40_000) -> bytes:
+    """The real HRRR boundary-layer message, made REFC of one constant value (no data section)
+    and then edited, byte by byte, to declare an ``n`` x ``n`` grid: 188 bytes."""
+    import eccodes as ec
+
+    with open(shared_data / "hrrr" / "hrrr.t00z.wrfsfcf00-HPBL.grib2", "rb") as fh:
+        h = ec.codes_grib_new_from_file(fh)
+    try:
+        ec.codes_set_string(h, "packingType", "grid_simple")
+        ec.codes_set_values(h, np.full(ec.codes_get(h, "numberOfDataPoints"), 5.0))
+        for key, value in (("discipline", 0), ("parameterCategory", 16), ("parameterNumber", 196)):
+            ec.codes_set_long(h, key, value)
+        message = bytearray(ec.codes_get_message(h))
+    finally:
+        ec.codes_release(h)
+    s3, s5 = grib_sections(message)[3], grib_sections(message)[5]
+    message[s3 + 6 : s3 + 10] = (n * n).to_bytes(4, "big")  # number of data points
+    message[s3 + 30 : s3 + 34] = n.to_bytes(4, "big")  # Nx
+    message[s3 + 34 : s3 + 38] = n.to_bytes(4, "big")  # Ny
+    message[s5 + 5 : s5 + 9] = (n * n).to_bytes(4, "big")  # number of values
+    return bytes(message)
+
+
+def test_a_188_byte_message_declaring_40000_by_40000_points_is_refused_before_decoding(
+    tmp_path, shared_data
+):
+    import json
+    import subprocess
+    import sys
+
+    message = huge_refc_message(shared_data)
+    assert len(message) == 188
+    path = tmp_path / "hrrr.t00z.wrfsfcf00.grib2"
+    path.write_bytes(message)
+    # in a process of its own under a 3 GiB address-space limit: decoding would need 12 GiB
+    script = f"""
+import json, resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from wxembed.sources.grib import decode_refc
+from wxembed.sources.http import decode_message
+out = []
+for read in (lambda: decode_refc({str(path)!r}), lambda: decode_message({message!r}, source="x")):
+    try:
+        read()
+        out.append("decoded")
+    except Exception as exc:
+        out.append(f"{{type(exc).__name__}}: {{exc}}")
+print(json.dumps(out))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from_file, from_bytes = json.loads(proc.stdout.splitlines()[-1])
+    declares = "declares 1,600,000,000 grid points, more than the 100,000,000"
+    assert from_file.startswith("SourceError: ") and declares in from_file
+    assert from_bytes.startswith("SourceError: x: ") and declares in from_bytes
+
+
+def test_a_folder_named_like_a_grib2_file_is_a_source_error(tmp_path):
+    folder = tmp_path / "hrrr.t00z.wrfsfcf00.grib2"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="a folder, not a file"):
+        decode_refc(folder)

@@ -193,3 +193,74 @@ def test_the_mrms_composite_ingests_with_its_coverage_kept_as_no_data(shared_dat
     covered = dbz[~np.isnan(dbz)]
     assert 0.3 < np.isnan(dbz).mean() < 0.45
     assert 0.01 < (covered > 20).mean() < 0.1
+
+
+# ---- unlucky inputs: odd names, folders among files, a damaged first file -----------------------
+def _fmi_frames(shared_data, folder: Path, n: int = 3, *, rename=None, edit=None) -> list[Path]:
+    """Copies of the first ``n`` real FMI frames in ``folder``; ``rename(i, name) -> bytes`` and
+    ``edit(i, pgm) -> pgm`` change the i-th one's file name and content."""
+    import gzip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, src in enumerate(sorted((shared_data / "fmi" / "20160928").glob("*.pgm.gz"))[:n]):
+        name = rename(i, src.name) if rename else src.name.encode()
+        dst = Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+        data = src.read_bytes()
+        if edit is not None:
+            data = gzip.compress(edit(i, gzip.decompress(data)), compresslevel=1)
+        dst.write_bytes(data)
+        out.append(dst)
+    return out
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_escaped_and_the_run_completes(
+    shared_data, tmp_path
+):
+    def latin1(i: int, name: str) -> bytes:  # "café" as a Windows share writes it
+        return (
+            name.replace("fmi.radar", "fmi.caf\xe9").encode("latin-1") if i == 1 else name.encode()
+        )
+
+    files = _fmi_frames(shared_data, tmp_path / "share", rename=latin1)
+    with pytest.raises(UnicodeEncodeError):
+        str(files[1]).encode("utf-8")  # a name Python can only hold with a lone surrogate
+    report = ingest_files(tmp_path / "share", tmp_path / "a.zarr", workers=1, progress=False)
+    assert report.counts() == {"stored": 3, "missing": 0, "failed": 0, "skipped": 0}
+    sources = Archive(tmp_path / "a.zarr").manifest().source.tolist()
+    assert sources[1].endswith("/201609281450_fmi.caf\\xe9.composite.lowest_FIN_SUOMI1.pgm.gz")
+    again = ingest_files(tmp_path / "share", tmp_path / "a.zarr", workers=1, progress=False)
+    assert again.counts()["skipped"] == 3
+
+
+def test_a_folder_named_like_a_radar_file_is_no_input(shared_data, tmp_path, tiny_grid):
+    # sorted first among real FMI frames, in a folder and through a glob
+    (tmp_path / "fmi" / "000000000000_decoy.pgm.gz").mkdir(parents=True)
+    _fmi_frames(shared_data, tmp_path / "fmi", 2)
+    for inputs in (tmp_path / "fmi", str(tmp_path / "fmi" / "*.pgm.gz")):
+        target = tmp_path / f"fmi-{len(str(inputs))}.zarr"
+        report = ingest_files(inputs, target, workers=1, progress=False)
+        assert report.counts() == {"stored": 2, "missing": 0, "failed": 0, "skipped": 0}
+    # and in the NOAA layout, where the folder takes the first hour's file name
+    (tmp_path / "noaa" / path_for_valid_time(_hour(0))).mkdir(parents=True)
+    _write_layout(tmp_path / "noaa", tiny_grid, [1, 2])
+    report = ingest_files(tmp_path / "noaa", tmp_path / "hrrr.zarr", workers=1, progress=False)
+    assert report.counts() == {"stored": 2, "missing": 0, "failed": 0, "skipped": 0}
+
+
+def test_a_first_file_with_a_nan_grid_is_recorded_failed_and_the_next_gives_the_grid(
+    shared_data, tmp_path
+):
+    def nan_pixels(i: int, pgm: bytes) -> bytes:
+        if i:
+            return pgm
+        line = next(x for x in pgm.split(b"\n") if x.startswith(b"# metersperpixel_x "))
+        return pgm.replace(line, b"# metersperpixel_x nan")
+
+    _fmi_frames(shared_data, tmp_path / "fmi", edit=nan_pixels)
+    report = ingest_files(tmp_path / "fmi", tmp_path / "a.zarr", workers=1, progress=False)
+    assert report.counts() == {"stored": 2, "missing": 0, "failed": 1, "skipped": 0}
+    (bad,) = report.problems()
+    assert bad["time"].startswith("2016-09-28T14:45") and "metersperpixel_x nan" in bad["reason"]
+    archive = Archive(tmp_path / "a.zarr")
+    assert archive.grid.nx == 760 and archive.grid.dx == pytest.approx(999.674053)

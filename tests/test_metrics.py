@@ -181,3 +181,68 @@ def test_compute_gives_flat_json_ready_keys():
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="differ in shape"):
         score(np.zeros((10, 10)), np.zeros((10, 11)))
+
+
+# ---- conventions checked against independent computations -------------------------------------
+
+
+def _count_by_hand(truth: np.ndarray, forecast: np.ndarray, t: float) -> dict[str, int]:
+    """Contingency counts pixel by pixel in plain Python, an event being ``value >= t``."""
+    counts = dict.fromkeys(("hits", "misses", "false_alarms", "correct_negatives"), 0)
+    for o, f in zip(truth.ravel().tolist(), forecast.ravel().tolist(), strict=True):
+        key = {(True, True): "hits", (True, False): "misses", (False, True): "false_alarms"}
+        counts[key.get((o >= t, f >= t), "correct_negatives")] += 1
+    return counts
+
+
+def test_a_value_exactly_at_a_threshold_is_an_event():
+    truth = np.array([[35.0, 35.0, 34.5, 20.0, 19.5, 45.0]], dtype=np.float32)
+    forecast = np.array([[35.0, 34.5, 35.0, 19.5, 20.0, 45.0]], dtype=np.float32)
+    r = score(truth, forecast, **kw())
+    # at 35: pixel 0 a hit (both exactly 35), 1 a miss, 2 a false alarm, 5 (45) a hit
+    assert (r["hits_35"], r["misses_35"], r["false_alarms_35"]) == (2, 1, 1)
+    assert (r["hits_20"], r["misses_20"], r["false_alarms_20"]) == (4, 1, 1)
+    assert (r["hits_45"], r["misses_45"], r["false_alarms_45"]) == (1, 0, 0)
+    # and on a random field of half-dBZ steps (the archive's), every threshold hit often
+    rng = np.random.default_rng(4)
+    truth = rng.integers(30, 100, (40, 50)).astype(np.float32) / 2  # 15.0 .. 49.5
+    forecast = rng.integers(30, 100, (40, 50)).astype(np.float32) / 2
+    assert (truth == 35.0).sum() > 20 and (forecast == 45.0).sum() > 20
+    r = score(truth, forecast, **kw())
+    for t in (20.0, 35.0, 45.0):
+        assert {k: r[f"{k}_{t:g}"] for k in _count_by_hand(truth, forecast, t)} == _count_by_hand(
+            truth, forecast, t
+        )
+
+
+def _fss_by_hand(truth, forecast, threshold: float, n: int, pad_mode: str = "constant") -> float:
+    """FSS with windows summed explicitly over the image padded by ``pad_mode`` (zeros: events
+    never seen beyond the edge)."""
+    half = n // 2
+    sums = {"num": 0.0, "den": 0.0}
+    for obs, fct in zip(truth, forecast, strict=True):
+        frac = []
+        for field in (obs, fct):
+            padded = np.pad((field >= threshold).astype(np.float64), half, mode=pad_mode)
+            ny, nx = field.shape
+            windows = [[padded[i : i + n, j : j + n].sum() for j in range(nx)] for i in range(ny)]
+            frac.append(np.array(windows) / n**2)
+        po, pf = frac
+        sums["num"] += float(((pf - po) ** 2).sum())
+        sums["den"] += float((pf**2 + po**2).sum())
+    return 1 - sums["num"] / sums["den"]
+
+
+def test_fss_pads_the_image_with_zeros_at_its_edge():
+    # storms against the edges (a corner and the right side), values exactly at 35 dBZ
+    truth = np.full((2, 20, 24), -10.0, dtype=np.float32)
+    forecast = truth.copy()
+    truth[0, 0:6, 0:6], forecast[0, 0:6, 2:8] = 35.0, 40.0
+    truth[1, 8:14, 19:24], forecast[1, 10:16, 20:24] = 50.0, 35.0
+    r = score(truth, forecast, **kw())
+    for n in (5, 21):
+        zero = _fss_by_hand(truth, forecast, 35.0, n)
+        assert r[f"fss_35_{n}km"] == pytest.approx(zero, rel=1e-9)
+        # the edge matters here: mirrored or repeated edges give another score
+        for mode in ("symmetric", "edge"):
+            assert abs(zero - _fss_by_hand(truth, forecast, 35.0, n, mode)) > 1e-3

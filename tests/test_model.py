@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from wxembed.errors import ModelError, WxembedError
 from wxembed.grid import HRRR_CONUS
@@ -101,6 +102,71 @@ def test_seed_too_deep_for_the_grid_raises_model_error_naming_grid_and_values():
     assert issubclass(ModelError, WxembedError)
 
 
+def _seed_layers(model) -> list[str]:
+    """Every leaf layer of a seed network in order, with its padding where it pads itself."""
+    out = []
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            same = getattr(module, "_same", None)
+            out.append(f"{name} {module!r}" + (f" pad={same}" if same else ""))
+    return out
+
+
+def test_seed_network_is_the_original_layer_for_layer():
+    """The original Keras design, pinned: conv kernel 4 with TensorFlow "same" padding (1 before,
+    2 after), ReLU, max-pooling by 4, a linear 50-number code, ReLU after the dense decoder
+    layer, nearest-neighbour upsampling, a 3 x 3 output convolution and a final ReLU."""
+    model = build_model("seed", HRRR)
+    conv = "SameConv2d({}, {}, kernel_size=(4, 4), stride=(1, 1)) pad=(1, 2, 1, 2)"
+    pool = "MaxPool2d(kernel_size=4, stride=4, padding=0, dilation=1, ceil_mode=False)"
+    up = "Upsample(scale_factor=4.0, mode='nearest')"
+    expected = []
+    for i, (c_in, c_out) in enumerate([(1, 16), (16, 32), (32, 64), (64, 128)]):
+        expected += [f"encoder_convs.{3 * i} " + conv.format(c_in, c_out)]
+        expected += [f"encoder_convs.{3 * i + 1} ReLU()", f"encoder_convs.{3 * i + 2} {pool}"]
+    expected += [
+        "to_embedding Linear(in_features=3584, out_features=50, bias=True)",
+        "from_embedding.0 Linear(in_features=50, out_features=3584, bias=True)",
+        "from_embedding.1 ReLU()",
+    ]
+    for i, (c_in, c_out) in enumerate([(128, 128), (128, 64), (64, 32), (32, 16)]):
+        expected += [f"decoder_convs.{3 * i} " + conv.format(c_in, c_out)]
+        expected += [f"decoder_convs.{3 * i + 1} ReLU()", f"decoder_convs.{3 * i + 2} {up}"]
+    expected += [
+        "decoder_convs.12 SameConv2d(16, 1, kernel_size=(3, 3), stride=(1, 1)) pad=(1, 1, 1, 1)",
+        "decoder_convs.13 ReLU()",
+    ]
+    assert _seed_layers(model) == expected
+
+
+def test_seed_network_computes_what_the_original_computes():
+    """The forward pass written out here in plain torch functions, with the network's own
+    weights, on a grid that is cropped on every side: any change of layer, mode, padding,
+    crop or flattening order shows."""
+    torch.manual_seed(0)
+    model = build_model("seed", (260, 300)).eval()
+    w = dict(model.named_parameters())
+    x = blobs(2, (260, 300))
+
+    def conv(h, name, before, after):
+        h = F.pad(h, (before, after, before, after))
+        return F.conv2d(h, w[f"{name}.weight"], w[f"{name}.bias"])
+
+    with torch.no_grad():
+        h = x[..., 2:258, 22:278]  # the centre 256 x 256
+        for i in range(4):
+            h = F.max_pool2d(F.relu(conv(h, f"encoder_convs.{3 * i}", 1, 2)), 4)
+        z = F.linear(h.flatten(1), w["to_embedding.weight"], w["to_embedding.bias"])
+        h = F.relu(F.linear(z, w["from_embedding.0.weight"], w["from_embedding.0.bias"]))
+        h = h.reshape(2, 128, 1, 1)
+        for i in range(4):
+            h = F.interpolate(F.relu(conv(h, f"decoder_convs.{3 * i}", 1, 2)), scale_factor=4)
+        y = F.pad(F.relu(conv(h, "decoder_convs.12", 1, 1)), (22, 22, 2, 2))
+        torch.testing.assert_close(model.encode(x), z)
+        torch.testing.assert_close(model(x), y)
+    assert float(y.abs().sum()) > 0  # not a dead network: the comparison says something
+
+
 # ---- fast network --------------------------------------------------------------------------
 
 
@@ -120,7 +186,7 @@ def test_fast_round_trips_the_grid_shape_and_emits_50_numbers(shape):
 
 
 def test_fast_pads_instead_of_cropping_so_every_edge_point_reaches_the_embedding():
-    model = build_model("fast", COARSE8).eval()
+    model = build_model("fast", COARSE8, eof_path=False).eval()  # the convolutional path
     x = torch.zeros(1, 1, *COARSE8)
     with torch.no_grad():
         z0 = model.encode(x)
@@ -186,7 +252,9 @@ def test_encode_rejects_an_image_of_another_grid_with_model_error():
             model.encode(torch.zeros(1, 1, 66, 112))
 
 
-@pytest.mark.parametrize(("arch", "hparams"), [("seed", {"num_layers": 3}), ("fast", {})])
+@pytest.mark.parametrize(
+    ("arch", "hparams"), [("seed", {"num_layers": 3}), ("fast", {"eof_path": False})]
+)
 def test_a_few_adam_steps_lower_the_loss(arch, hparams):
     torch.manual_seed(0)
     model = build_model(arch, COARSE8, **hparams)
@@ -200,6 +268,30 @@ def test_a_few_adam_steps_lower_the_loss(arch, hparams):
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_the_fitted_eof_path_makes_a_new_fast_network_pca_of_the_same_size():
+    torch.manual_seed(0)
+    x = blobs(12, COARSE8)
+    model = build_model("fast", COARSE8, embedding_dim=4)
+    model.fit_data([x[:7], x[7:]])
+    work = model.to_work(x).flatten(1).double()  # (12, wy * wx)
+    mean = work.mean(0)
+    _, _, vt = torch.linalg.svd(work - mean, full_matrices=False)
+    with torch.no_grad():
+        z = model.encode(x).double()
+        recon = model.decode_work(model.encode(x)).flatten(1).double()
+    # the code is the projection on the 4 leading EOFs (each up to its sign) ...
+    expected = (work - mean) @ vt[:4].T
+    torch.testing.assert_close(z.abs(), expected.abs(), atol=2e-3, rtol=1e-3)
+    # ... and the reconstruction PCA's, clamped to the physical range
+    pca = (mean + expected @ vt[:4]).clamp(0, 1)
+    torch.testing.assert_close(recon, pca, atol=2e-3, rtol=1e-3)
+    # the learned parts start at zero, and gradients reach them
+    loss = weighted_logcosh(model.decode_work(model.encode(x) * 0.5), model.to_work(x))
+    loss.backward()
+    assert model.to_embedding.weight.grad.abs().sum() > 0
+    assert model.head[-1].weight.grad.abs().sum() > 0
 
 
 # ---- normalisation and losses --------------------------------------------------------------

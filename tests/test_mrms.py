@@ -8,7 +8,7 @@ import numpy as np
 import pyproj  # noqa: F401  (pyproj before eccodes)
 import pytest
 
-from wxembed.errors import SourceError
+from wxembed.errors import MissingHour, SourceError
 from wxembed.grid import Grid
 from wxembed.sources import DecodedField
 from wxembed.sources.mrms import coarsen_mrms, mrms_coverage_stats, read_mrms
@@ -173,6 +173,154 @@ def test_file_that_is_not_grib_raises_source_error(tmp_path, text, message):
 
 
 @pytest.mark.skipif(not HRRR_TP.is_file(), reason=f"reference HRRR file absent: {HRRR_TP}")
-def test_grib_without_reflectivity_message_lists_what_it_holds():
-    with pytest.raises(SourceError, match=r"found 0 among 2 messages: tp \(0/1/8\)"):
+def test_grib_without_reflectivity_message_is_a_missing_hour_listing_what_it_holds():
+    with pytest.raises(
+        MissingHour,
+        match=r"found 0 among 2 messages: tp, Total Precipitation, kg m\*\*-2 \(0/1/8\)",
+    ):
         read_mrms(HRRR_TP)
+
+
+# ---- another product, and values that are no reflectivity ------------------------------------
+BLOCK = (1500, 3000, 120, 160)
+"""(first row, first column, rows, columns) of the block cut from the real frame: Kansas."""
+
+
+def edited_mrms(
+    dst: Path,
+    message: bytes,
+    raw: np.ndarray | None = None,
+    *,
+    param: tuple[int, int, int] | None = None,
+    level: tuple[int, int] | None = None,
+    minute: int | None = None,
+) -> Path:
+    """A GRIB2 ``message`` (the real frame's, or a block cut from it) written to ``dst`` with its
+    parameter (and level, minute) replaced, and its values by ``raw`` when given."""
+    import eccodes as ec
+
+    h = ec.codes_new_from_message(message)
+    try:
+        if param is not None:
+            keys = ("discipline", "parameterCategory", "parameterNumber")
+            for key, value in zip(keys, param, strict=True):
+                ec.codes_set_long(h, key, value)
+        if level is not None:
+            ec.codes_set_long(h, "typeOfFirstFixedSurface", level[0])
+            ec.codes_set_long(h, "scaledValueOfFirstFixedSurface", level[1])
+        if minute is not None:
+            ec.codes_set_long(h, "minute", minute)
+        if raw is not None:
+            ec.codes_set_values(h, np.asarray(raw, np.float64).ravel())
+        dst.write_bytes(ec.codes_get_message(h))
+    finally:
+        ec.codes_release(h)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def kansas(mrms) -> np.ndarray:
+    """The real frame's values in :data:`BLOCK`, its -999/-99 sentinels restored."""
+    r0, c0, ny, nx = BLOCK
+    block = mrms.dbz[r0 : r0 + ny, c0 : c0 + nx].astype(np.float64)
+    return np.where(np.isnan(block), -999.0, np.where(block == -32.0, -99.0, block))
+
+
+@pytest.fixture(scope="module")
+def kansas_message(kansas) -> bytes:
+    """The real frame's message cut to :data:`BLOCK` (its header, with the block's corners and
+    size), its values written as IEEE floats, which hold any value."""
+    import eccodes as ec
+
+    r0, c0, ny, nx = BLOCK
+    lat0, lon0 = 54.995 - 0.01 * r0, 230.005 + 0.01 * c0
+    with open(MRMS_FILE, "rb") as fh:
+        h = ec.codes_grib_new_from_file(fh)
+    try:
+        ec.codes_set_string(h, "packingType", "grid_ieee")
+        ec.codes_set_long(h, "Ni", nx)
+        ec.codes_set_long(h, "Nj", ny)
+        ec.codes_set(h, "latitudeOfFirstGridPointInDegrees", lat0)
+        ec.codes_set(h, "longitudeOfFirstGridPointInDegrees", lon0)
+        ec.codes_set(h, "latitudeOfLastGridPointInDegrees", lat0 - 0.01 * (ny - 1))
+        ec.codes_set(h, "longitudeOfLastGridPointInDegrees", lon0 + 0.01 * (nx - 1))
+        ec.codes_set_values(h, kansas.ravel())
+        return ec.codes_get_message(h)
+    finally:
+        ec.codes_release(h)
+
+
+def _as_read(raw: np.ndarray) -> np.ndarray:
+    """What the reader makes of MRMS values: -999 -> NaN, -99 -> -32, the rest as they are."""
+    return np.where(raw == -999, np.nan, np.where(raw == -99, -32.0, raw)).astype(np.float32)
+
+
+@needs_mrms
+@pytest.mark.parametrize(
+    "param, level, holds",
+    [
+        ((209, 6, 1), None, r"PrecipRate, mm/h \(209/6/1\)"),
+        ((209, 10, 1), None, r"HeightCompositeReflectivity, m \(209/10/1\)"),
+        ((0, 0, 0), (103, 2), r"2t, 2 metre temperature, K \(0/0/0\)"),
+    ],
+    ids=["rain-rate", "echo-height", "2m-temperature"],
+)
+def test_a_file_of_another_quantity_is_a_missing_hour_naming_what_it_holds(
+    tmp_path, param, level, holds
+):
+    name = "MRMS_Other_00.50_20220704-110040.grib2"
+    path = edited_mrms(tmp_path / name, MRMS_FILE.read_bytes(), param=param, level=level)
+    with pytest.raises(MissingHour, match=rf"no MRMS reflectivity product.*: {holds}$"):
+        read_mrms(path)
+
+
+@needs_mrms
+@pytest.mark.parametrize("param", [(209, 11, 0), (209, 3, 57)], ids=["base", "lowest-altitude"])
+def test_the_other_reflectivity_products_are_read_as_dbz(tmp_path, kansas, kansas_message, param):
+    field = read_mrms(edited_mrms(tmp_path / "refl.grib2", kansas_message, param=param))
+    assert field.grid.shape == (120, 160) and field.time == np.datetime64("2022-07-04T11:00:40")
+    np.testing.assert_array_equal(field.dbz, _as_read(kansas))
+    assert field.missing_values == 0
+
+
+@needs_mrms
+def test_infinities_and_fill_values_are_counted_missing_and_stored_as_no_echo(
+    tmp_path, kansas, kansas_message
+):
+    raw = kansas.copy()
+    inside = np.argwhere(raw != -999)[:5]  # five points inside radar coverage
+    for (r, c), bad in zip(inside, [np.inf, -np.inf, 1e30, -1e30, np.nan], strict=True):
+        raw[r, c] = bad
+    field = read_mrms(edited_mrms(tmp_path / "bad.grib2", kansas_message, raw))
+    assert field.missing_values == 5
+    assert all(field.dbz[r, c] == -32.0 for r, c in inside)
+    others = np.ones(raw.shape, bool)
+    others[tuple(inside.T)] = False
+    np.testing.assert_array_equal(field.dbz[others], _as_read(kansas)[others])
+
+
+@needs_mrms
+def test_an_ingest_stores_reflectivity_and_records_a_rain_rate_file_as_missing(
+    tmp_path, kansas, kansas_message
+):
+    from wxembed.archive import Archive
+    from wxembed.pipelines.ingest import ingest_files
+
+    good = tmp_path / "MRMS_MergedReflectivityQCComposite_00.50_20220704-110040.grib2"
+    good.write_bytes(kansas_message)
+    rate = np.where(kansas == -999, -3.0, np.where(kansas == -99, 0.0, 2.5))  # mm/h; -3: no data
+    rain = tmp_path / "MRMS_PrecipRate_00.00_20220704-110240.grib2"
+    edited_mrms(rain, kansas_message, rate, param=(209, 6, 1), minute=2)
+    report = ingest_files([good, rain], tmp_path / "a.zarr", workers=1, progress=False)
+    assert report.counts() == {"stored": 1, "missing": 1, "failed": 0, "skipped": 0}
+    m = Archive(tmp_path / "a.zarr").manifest().set_index("time")
+    rain_hour, good_hour = (
+        np.datetime64("2022-07-04T11:02:40"),
+        np.datetime64("2022-07-04T11:00:40"),
+    )
+    assert m.loc[rain_hour, "status"] == "missing"
+    assert "PrecipRate, mm/h (209/6/1)" in m.loc[rain_hour, "reason"]
+    assert m.loc[good_hour, "status"] == "stored"
+    assert np.nanmax(Archive(tmp_path / "a.zarr").read_dbz(good_hour)) == np.nanmax(
+        _as_read(kansas)
+    )

@@ -11,6 +11,7 @@ import pytest
 from wxembed.figures.outlines import (
     DATA_DIR,
     KINDS,
+    best_packaged_file,
     build_outlines,
     clip_polyline,
     load_outlines,
@@ -29,6 +30,7 @@ needs_naturalearth = pytest.mark.skipif(
 )
 CONUS_FILE = DATA_DIR / "outlines_conus.npz"
 FINLAND_FILE = DATA_DIR / "outlines_finland.npz"
+WORLD_FILE = DATA_DIR / "outlines_world.npz"
 
 
 def _distance_to_polylines(px: float, py: float, lines: list[np.ndarray]) -> float:
@@ -109,6 +111,12 @@ def test_packaged_outline_file_is_smaller_than_1_mb(path):
     assert path.stat().st_size < 1_000_000
 
 
+def test_packaged_world_file_covers_the_globe_in_under_2_mb():
+    assert WORLD_FILE.stat().st_size < 2_000_000
+    meta = read_outlines_meta(WORLD_FILE)
+    assert meta["bbox"] == [-180, -90, 180, 90] and set(meta["kinds"]) == set(KINDS)
+
+
 def test_packaged_conus_outlines_have_every_kind():
     outlines = load_outlines(CONUS_FILE)
     for kind in KINDS:
@@ -163,11 +171,45 @@ def test_outlines_for_a_finnish_grid_come_from_the_finland_file():
     assert xy[:, 0].min() >= 17.0 and xy[:, 1].max() <= 71.0  # lon/lat in the Finland box
 
 
-def test_outlines_for_an_uncovered_grid_are_empty_with_a_warning(caplog):
-    grid = Grid("aus", "EPSG:4326", nx=100, ny=100, x0=130.0, y0=-20.0, dx=0.1, dy=-0.1)
-    with caplog.at_level(logging.WARNING, logger="wxembed.outlines"):
-        assert outlines_for_grid(grid) == {}
-    assert "no packaged map outlines" in caplog.text
+def test_a_grid_no_regional_file_covers_gets_the_world_file_near_the_real_coast(caplog):
+    grid = Grid("aus", "EPSG:4326", nx=100, ny=100, x0=128.0, y0=-10.0, dx=0.1, dy=-0.1)
+    assert best_packaged_file(grid) == (WORLD_FILE, 1.0)
+    with caplog.at_level(logging.WARNING):
+        coast = outlines_for_grid(grid)["coastline"]
+    assert not caplog.records
+    darwin = (130.84, -12.46)  # on the coast
+    assert _distance_to_polylines(*darwin, coast) < 0.1  # degrees: within about 10 km
+    assert _distance_to_polylines(133.0, -16.0, coast) > 2.0  # inland Northern Territory
+
+
+def test_an_opera_laea_grid_gets_european_coastlines_from_the_world_file():
+    laea = "+proj=laea +lat_0=55.0 +lon_0=10.0 +x_0=1950000.0 +y_0=-2100000.0 +ellps=WGS84"
+    grid = Grid("opera", laea, nx=1900, ny=2200, x0=1000.0, y0=-1000.0, dx=2000.0, dy=-2000.0)
+    assert best_packaged_file(grid)[0] == WORLD_FILE
+    coast = outlines_for_grid(grid)["coastline"]
+    x, y = grid.project(np.array([-4.49]), np.array([48.39]))  # Brest, on the Atlantic coast
+    assert _distance_to_polylines(float(x[0]), float(y[0]), coast) < 10_000.0  # metres
+    x, y = grid.project(np.array([2.35]), np.array([48.86]))  # Paris, 180 km inland
+    assert _distance_to_polylines(float(x[0]), float(y[0]), coast) > 100_000.0
+
+
+def test_the_most_detailed_covering_file_is_chosen():
+    assert best_packaged_file(HRRR_CONUS)[0] == CONUS_FILE
+    fi = Grid("fi-ll", "EPSG:4326", nx=400, ny=300, x0=18.0, y0=70.5, dx=0.045, dy=-0.04)
+    assert best_packaged_file(fi)[0] == FINLAND_FILE
+
+
+def test_without_packaged_files_many_figures_warn_once(monkeypatch, tmp_path, caplog):
+    import wxembed.figures.outlines as outlines
+
+    monkeypatch.setattr(outlines, "DATA_DIR", tmp_path)  # no outline files at all
+    grid = Grid("nowhere", "EPSG:4326", nx=10, ny=10, x0=1.0, y0=1.0, dx=0.1, dy=0.1)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            assert outlines_for_grid(grid) == {}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no packaged map outlines cover grid nowhere" in caplog.text
+    assert "outlines_for_grid(grid, path=...)" in caplog.text  # a Python route, not an option
 
 
 def test_outlines_for_grid_reads_the_file_given_as_path(tmp_path):

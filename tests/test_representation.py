@@ -40,7 +40,7 @@ def test_the_fast_network_works_on_a_grid_of_at_most_work_pixels_points():
     assert wy * wx <= net.config.work_pixels
     assert net.factor * wy >= 3500 and net.factor * wx >= 7000  # covers the whole grid
     x = torch.rand(2, 1, 3500, 7000)
-    recon, target = net.training_pair(x)
+    recon, target, _ = net.training_terms(x)
     assert recon.shape == target.shape == (2, 1, wy, wx)
     # the target is the block mean of the input (zero-padded at the far edges)
     f = net.factor

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,10 +94,24 @@ def test_a_checkpoint_alone_rebuilds_the_model_and_its_grid(tiny_archive, tmp_pa
     assert z.shape == (1, 50)
 
 
+def _metrics_rows(out) -> list[dict]:
+    with open(out / "logs" / "version_0" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def _logged(rows: list[dict]) -> list[tuple[int, str]]:
+    """(step, column) of every value in metrics.csv rows."""
+    return [(int(r["step"]), k) for r in rows for k, v in r.items() if v and k not in STEP_COLS]
+
+
+STEP_COLS = ("step", "epoch")
+
+
 def test_a_killed_training_resumes_from_its_last_checkpoint_with_the_same_step_count(
     tiny_archive, tmp_path
 ):
     out = tmp_path / "m"
+    ckpts = out / "checkpoints"
     hp = [f"--hp={k}={v}" for k, v in SEED_HP.items()]
     cmd = [sys.executable, "-m", "wxembed.cli", "train", str(tiny_archive), "--out", str(out)]
     cmd += ["--arch", "seed", *hp, "--loss", "logcosh", "--steps", "60", "--checkpoints", "6"]
@@ -106,24 +122,75 @@ def test_a_killed_training_resumes_from_its_last_checkpoint_with_the_same_step_c
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "checkpoints" / "step=20.ckpt").exists():
+            if (ckpts / "step=20.ckpt").exists():
                 break
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    killed_at = load_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"]
+    killed_at = load_checkpoint(ckpts / "last.ckpt")["global_step"]
     assert 10 <= killed_at < 60, proc.stderr.read().decode()[-2000:]
-    adam_before = load_checkpoint(out / "checkpoints" / "last.ckpt")["optimizer_states"][0]["state"]
+    adam_before = load_checkpoint(ckpts / "last.ckpt")["optimizer_states"][0]["state"]
+    history = [r for r in _metrics_rows(out) if int(r["step"]) < killed_at]
+    assert any(r["train_loss"] for r in history)  # the killed run logged something to keep
+    written = {  # kept; a later one (killed before last.ckpt was updated) is redone
+        p.name: p.read_bytes()
+        for p in ckpts.glob("step=*.ckpt")
+        if int(p.stem.removeprefix("step=")) <= killed_at
+    }
 
     # the same command with --resume
     report = train(_config(tiny_archive, out, num_steps=60, num_checkpoints=6, resume=True))
     assert report["global_step"] == 60
-    resumed = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert report["resumed_from_step"] == killed_at
+    resumed = load_checkpoint(ckpts / "last.ckpt")
     assert resumed["global_step"] == 60
     assert float(adam_before[0]["step"]) == killed_at  # Adam's own count, saved with the weights
     assert float(resumed["optimizer_states"][0]["state"][0]["step"]) == 60
     assert resumed["lr_schedulers"][0]["last_epoch"] == 60  # the cosine went on where it stopped
+    # It continued: no checkpoint was written twice (a restart from step 0 writes step=10-v1)
+    # and those of the killed run are untouched.
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == sorted(
+        ["best.ckpt", "last.ckpt"] + [f"step={s}.ckpt" for s in range(10, 61, 10)]
+    )
+    assert {n: (ckpts / n).read_bytes() for n in written} == written
+    # The log kept the killed run's history and goes on from where it stopped: each value once.
+    rows = _metrics_rows(out)
+    assert [r for r in rows if int(r["step"]) < killed_at] == history
+    logged = _logged(rows)
+    assert len(logged) == len(set(logged))
+    assert sorted(s for s, k in logged if k == "train_loss") == [9, 19, 29, 39, 49, 59]
+
+
+def test_metrics_logged_after_the_last_checkpoint_are_dropped_on_resume(tiny_archive, tmp_path):
+    out = tmp_path / "m"
+    train(_config(tiny_archive, out, num_steps=20, num_checkpoints=2))
+    rows = _metrics_rows(out)
+    # as if killed after writing step=20.ckpt and the logs before step 20, but before
+    # last.ckpt was updated: the run goes on from step 10 and writes step 20 again
+    shutil.copy(out / "checkpoints" / "step=10.ckpt", out / "checkpoints" / "last.ckpt")
+    report = train(_config(tiny_archive, out, num_steps=20, num_checkpoints=2, resume=True))
+    assert report["resumed_from_step"] == 10
+    assert sorted(p.name for p in (out / "checkpoints").glob("step=*")) == [
+        "step=10.ckpt",
+        "step=20.ckpt",
+    ]
+    after = _metrics_rows(out)
+    assert [r for r in after if int(r["step"]) < 10] == [r for r in rows if int(r["step"]) < 10]
+    logged = _logged(after)
+    assert len(logged) == len(set(logged)) and (19, "train_loss") in logged
+
+
+def test_the_latest_fifth_of_the_hours_is_held_out_and_named_in_the_checkpoint(
+    tiny_archive, trained_model
+):
+    from wxembed.train import split_times
+
+    times = Archive(tiny_archive).stored_times()  # 96 hours
+    train_times, val_times = split_times(Archive(tiny_archive), 0.2)
+    assert list(train_times) == list(times[:77]) and list(val_times) == list(times[77:])
+    hp = load_checkpoint(trained_model / "checkpoints" / "last.ckpt")["hyper_parameters"]
+    assert hp["val_start"] == str(times[77]) == "2024-06-04T05:00:00"
 
 
 def test_training_refuses_to_overwrite_checkpoints_without_resume(tiny_archive, tmp_path):

@@ -19,9 +19,37 @@ nor Apache Beam; a name imports its module when first used.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
-import pyproj  # noqa: F401  (before eccodes, which wxembed imports later: the reverse order crashes)
+
+def _import_pyproj() -> None:
+    """Import pyproj so that it uses its own PROJ library.
+
+    eccodes' wheels load a PROJ and an SQLite of their own with ``RTLD_GLOBAL``; a pyproj
+    imported after them binds to those instead of its own, and the process fails (no PROJ
+    database, then a double free or a segfault at exit). wxembed imports pyproj first, here; when
+    eccodes was imported before wxembed, pyproj's extension modules are loaded with
+    ``RTLD_DEEPBIND``, so that they resolve PROJ's symbols in their own libraries first.
+    """
+    if "pyproj" in sys.modules:
+        return
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    eccodes_first = any(m in sys.modules for m in ("gribapi", "eccodes", "findlibs"))
+    if not (eccodes_first and deepbind):
+        import pyproj  # noqa: F401
+
+        return
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | deepbind)
+    try:
+        import pyproj  # noqa: F401  (all of its extension modules load with it)
+    finally:
+        sys.setdlopenflags(flags)
+
+
+_import_pyproj()  # before eccodes, which wxembed imports later: see the function
 
 try:
     __version__ = version("wxembed")

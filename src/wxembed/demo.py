@@ -229,7 +229,8 @@ def run_demo(
 
 
 def describe_demo(result: dict) -> str:
-    """The result of :func:`run_demo` in a few lines for people, the report's path last."""
+    """The result of :func:`run_demo` in a few lines for people, the report's path and the
+    command that explores the folder (``wxembed serve``) last."""
     out = Path(result["out"])
 
     def short(path: str) -> str:  # a path inside out, named from there
@@ -259,7 +260,7 @@ def describe_demo(result: dict) -> str:
     }
     lines = [f"done in {result['seconds']['total']} s; everything is in {out}"]
     lines += [f"  {name:<12}{text}" for name, text in rows.items()]
-    return "\n".join([*lines, f"report: {result['report']}"])
+    return "\n".join([*lines, f"report: {result['report']}", f"explore: wxembed serve {out}"])
 
 
 __all__ = ["STAGES", "describe_demo", "run_demo"]

@@ -52,6 +52,15 @@ class EmbeddingIndexError(WxembedError):
     """An index is missing, malformed or empty, or does not hold what a query asks for."""
 
 
+class ServeError(WxembedError):
+    """The explorer (``wxembed serve``) cannot start on what it was given, or a request asks for
+    something it does not serve; ``status`` is the HTTP status the request gets (4xx)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
 __all__ = [
     "ArchiveError",
     "CheckpointError",
@@ -60,6 +69,7 @@ __all__ = [
     "GridError",
     "MissingHour",
     "ModelError",
+    "ServeError",
     "SourceError",
     "TransientFetchError",
     "WxembedError",

@@ -1,10 +1,16 @@
-"""When: valid times as int64 seconds since 1970 (UTC), their text form, and ranges of hours.
+"""When: valid times as int64 seconds since 1970 (UTC), their text form, ranges of hours, and
+durations.
 
 The archive's slot table, the index and the Parquet shards all key hours by whole seconds, so
-frames below the hour (2 or 5 minutes apart) are as welcome as hourly ones.
+frames below the hour (2 or 5 minutes apart) are as welcome as hourly ones. Durations (a search's
+exclusion window, an interpolation's gap) are whole seconds too, written ``30min``, ``2h``,
+``1h30min`` or ``1d`` (:func:`parse_duration`, :func:`format_duration`).
 """
 
 from __future__ import annotations
+
+import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -57,4 +63,98 @@ def hours_between(start, end) -> np.ndarray:
     return np.arange(first, stop, 3600).astype("datetime64[s]")
 
 
-__all__ = ["as_time", "format_time", "from_seconds", "hour_range", "hours_between", "to_seconds"]
+UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+"""Seconds in each unit a duration may be written in."""
+_UNIT_NAMES = {
+    "s": "s",
+    "sec": "s",
+    "secs": "s",
+    "second": "s",
+    "seconds": "s",
+    "m": "min",
+    "min": "min",
+    "mins": "min",
+    "minute": "min",
+    "minutes": "min",
+    "h": "h",
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
+}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
+MAX_DURATION_S = 1000 * 366 * 86400
+"""The longest duration taken (a thousand years): anything longer is a typing mistake."""
+
+
+def parse_duration(value, *, default_unit: str = "h", what: str = "duration") -> int:
+    """A duration as whole seconds: ``"30min"``, ``"10 min"``, ``"2h"``, ``"1.5h"``,
+    ``"1h30min"``, ``"90s"``, ``"1d"``; a bare number (or a number given as int/float) is in
+    ``default_unit``. Negative, infinite, NaN, over a thousand years or not a whole second:
+    :class:`WxembedError` naming ``what``."""
+    if isinstance(value, np.timedelta64):
+        value = int(value / np.timedelta64(1, "s"))
+        default_unit = "s"
+    if isinstance(value, bool):
+        raise WxembedError(f"{what}: expected a duration such as 30min or 2h, got {value!r}")
+    if isinstance(value, int | float | np.integer | np.floating):
+        seconds = float(value) * UNIT_SECONDS[default_unit]
+    else:
+        seconds = _parse_duration_text(str(value), default_unit, what)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise WxembedError(f"{what} must be a finite duration of 0 or more, got {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise WxembedError(f"{what} {value!r} is longer than a thousand years")
+    if abs(seconds - round(seconds)) > 1e-6:
+        raise WxembedError(f"{what} {value!r} is not a whole number of seconds")
+    return int(round(seconds))
+
+
+def _parse_duration_text(text: str, default_unit: str, what: str) -> float:
+    raw = text.strip()
+    if raw.lower() in ("inf", "infinity", "nan", "+inf"):
+        raise WxembedError(f"{what} must be a finite duration of 0 or more, got {text!r}")
+    pos, total, parts = 0, 0.0, 0
+    while pos < len(raw):
+        m = _DURATION_PART.match(raw, pos)
+        unit = _UNIT_NAMES.get(m.group(2).lower()) if m else None
+        if m is None or m.end() == pos or (unit is None and (m.group(2) or parts)):
+            raise WxembedError(
+                f"{what}: {text!r} is not a duration; write it like 30min, 2h, 1h30min or 1d"
+            )
+        total += float(m.group(1)) * UNIT_SECONDS[unit or default_unit]
+        pos, parts = m.end(), parts + 1
+    if not parts:
+        raise WxembedError(f"{what}: expected a duration such as 30min or 2h, got {text!r}")
+    return total
+
+
+def format_duration(seconds) -> str:
+    """Whole seconds as text :func:`parse_duration` reads back: ``2h``, ``30min``, ``1h30min``,
+    ``1d``, ``90s``, ``0s``."""
+    left = int(seconds)
+    if left == 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "min", "s"):
+        n, left = divmod(left, UNIT_SECONDS[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
+__all__ = [
+    "MAX_DURATION_S",
+    "UNIT_SECONDS",
+    "as_time",
+    "format_duration",
+    "format_time",
+    "from_seconds",
+    "hour_range",
+    "hours_between",
+    "parse_duration",
+    "to_seconds",
+]

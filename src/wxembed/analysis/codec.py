@@ -2,8 +2,11 @@
 
 - :class:`Embedding`: one hour's vector with its model and provenance; saved as JSON or ``.npy``
   and read back by :func:`load_embedding`.
-- :func:`encode_field`: a GRIB2 file, a ``.npy`` dBZ array, an array in memory or an archive
-  hour to its embedding.
+- :func:`encode_field`: a field file of any kind wxembed reads (GRIB2, ODIM HDF5, NetCDF, FMI
+  PGM), a ``.npy`` dBZ array, an array in memory or an archive hour to its embedding.
+- :func:`field_on_grid`: a field file or :class:`DecodedField` on a model's grid: as it is, or
+  cut and coarsened there when the model's grid was made from the file's by ``ingest --bbox
+  --coarsen``.
 - :func:`decode_embedding`: an embedding back to a dBZ field on the model's grid, written as
   NetCDF, GRIB2 or PNG by :func:`write_field`.
 
@@ -13,6 +16,7 @@ Models come from their checkpoints alone (:func:`wxembed.model.encoder.load_embe
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +27,14 @@ import xarray as xr
 from wxembed.archive import Archive
 from wxembed.errors import EmbeddingError, SourceError, WxembedError
 from wxembed.figures.plot import save_field_png
+from wxembed.grid import Grid, coarsen_dbz
 from wxembed.model.encoder import compression_ratio, load_embedding_model
 from wxembed.sources import DecodedField
 from wxembed.sources.formats import GRIB_SUFFIXES, read_field
 from wxembed.sources.grib import write_refc_file
 from wxembed.times import as_time, format_time
 
+log = logging.getLogger(__name__)
 FIELD_FORMATS = {".nc": "netcdf", ".png": "png", **dict.fromkeys(GRIB_SUFFIXES, "grib2")}
 """Output file endings of :func:`write_field` and the format each selects."""
 EMBEDDING_FORMAT = "wxembed-embedding"
@@ -151,17 +157,50 @@ def vector_from(arr: np.ndarray, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def field_on_grid(
+    source: str | Path | DecodedField, grid: Grid, *, variable: str | None = None, what: str = ""
+) -> DecodedField:
+    """A field (a file of any kind :func:`~wxembed.sources.formats.read_field` reads, or a
+    :class:`DecodedField`) on ``grid``: as it is when it lies there, cut and coarsened (as
+    ``ingest --bbox --coarsen`` does) when ``grid`` is a block of its grid made coarser, else
+    :class:`EmbeddingError` naming both grids. A field without a grid (a bare array) is
+    returned as it is: the model checks its shape."""
+    if isinstance(source, DecodedField):
+        field = source
+    else:
+        try:
+            field = read_field(source, variable=variable)
+        except SourceError as exc:
+            raise EmbeddingError(str(exc)) from None
+    what = what or f"grid {grid.name!r}"
+    if field.grid is None or field.grid.same_as(grid):
+        return field
+    fit = field.grid.derivation_of(grid)
+    if fit is None:
+        raise EmbeddingError(
+            f"{field.source}: the field is on {field.grid.describe()}, but {what} is "
+            f"{grid.describe()}, which is not a block of it, nor a coarsening of one"
+        )
+    rows, cols, factor = fit
+    log.info("%s: cut to rows %s, columns %s and coarsened %dx", field.source, rows, cols, factor)
+    dbz = coarsen_dbz(np.asarray(field.dbz)[rows, cols], factor)
+    return DecodedField(field.time, grid, dbz, field.source, field.missing_values, field.labels)
+
+
 def encode_field(
     source: str | Path | np.ndarray | DecodedField | None = None,
     *,
     checkpoint: str | Path,
     archive: str | Path | Archive | None = None,
     time=None,
+    variable: str | None = None,
 ) -> Embedding:
-    """The embedding of one field: a GRIB2 file, a ``.npy`` dBZ array, an array or
+    """The embedding of one field: a file of any kind wxembed reads (GRIB2, ODIM HDF5, NetCDF,
+    FMI PGM; ``variable`` picks a NetCDF file's), a ``.npy`` dBZ array, an array or
     :class:`DecodedField` in memory, or (``source=None``) the hour ``time`` of ``archive``.
 
-    The field must be on the grid the model was trained on.
+    The field must lie on the grid the model was trained on, or on the grid that grid was cut
+    and coarsened from (see :func:`field_on_grid`).
     """
     model = load_embedding_model(checkpoint)
     if source is None:
@@ -178,25 +217,15 @@ def encode_field(
             f"{a.path} {format_time(t)}",
             model.grid.shape,
         )
-    if isinstance(source, str | Path):
-        try:
-            field = read_field(source)
-        except SourceError as exc:
-            raise EmbeddingError(str(exc)) from None
-    elif isinstance(source, DecodedField):
-        field = source
-    else:
-        field = DecodedField(
+    if not isinstance(source, str | Path | DecodedField):
+        source = DecodedField(
             time=np.datetime64("NaT", "s"),
-            grid=None,
-            dbz=np.asarray(source, np.float32),  # type: ignore[arg-type]
+            grid=None,  # type: ignore[arg-type]
+            dbz=np.asarray(source, np.float32),
             source="array",
         )
-    if field.grid is not None and not field.grid.same_as(model.grid):
-        raise EmbeddingError(
-            f"{field.source}: the field is on {field.grid.describe()}, but model "
-            f"{model.model_id} was trained on {model.grid.describe()}"
-        )
+    what = f"the grid of model {model.model_id}"
+    field = field_on_grid(source, model.grid, variable=variable, what=what)
     t = None if np.isnat(field.time) else np.datetime64(field.time, "s")
     z = model.encode_dbz(np.asarray(field.dbz))[0]
     return Embedding(z, model.model_id, t, field.source, model.grid.shape)
@@ -316,6 +345,7 @@ __all__ = [
     "as_embedding",
     "decode_embedding",
     "encode_field",
+    "field_on_grid",
     "load_embedding",
     "vector_from",
     "write_field",

@@ -1,7 +1,8 @@
 """Interpolation in embedding space: decode a mix of two hours' embeddings and score it.
 
-:func:`interpolate_hours` (one pair) and :func:`interpolation_skill` (every pair of an archive
-``gap_hours`` apart) decode ``(1 - weight) z(start) + weight z(end)`` and score it, with
+:func:`interpolate_hours` (one pair: two archive hours, or field files) and
+:func:`interpolation_skill` (every pair of an archive ``gap`` apart: ``"2h"``, or ``"10min"``
+for frames minutes apart) decode ``(1 - weight) z(start) + weight z(end)`` and score it, with
 :mod:`wxembed.evaluation.metrics`, against the real hour between them, beside the plain pixel
 average of the two hours and the autoencoder's own reconstruction of the real hour.
 """
@@ -13,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from wxembed.analysis.codec import as_archive
+from wxembed.analysis.codec import as_archive, field_on_grid
 from wxembed.archive import Archive
 from wxembed.errors import ArchiveError, WxembedError
 from wxembed.evaluation.metrics import HEADLINE_SCORES, Verification, compare_scores
 from wxembed.grid import Grid
 from wxembed.model.encoder import EmbeddingModel, load_embedding_model
-from wxembed.reflectivity import decode_raw
-from wxembed.times import format_time, from_seconds, to_seconds
+from wxembed.reflectivity import decode_raw, encode_dbz
+from wxembed.sources import DecodedField
+from wxembed.times import format_duration, format_time, from_seconds, parse_duration, to_seconds
 
 
 def _winners(scores: dict[str, dict]) -> dict[str, str]:
@@ -52,6 +54,20 @@ def _middle_time(start, end, weight: float) -> tuple[np.datetime64, np.datetime6
     if tm != int(tm):
         raise WxembedError(f"the hour at weight {weight} between the two is not a whole second")
     return tuple(from_seconds([t0, int(tm), t1]))  # type: ignore[return-value]
+
+
+def _endpoint(value, model: EmbeddingModel) -> tuple[object, np.ndarray | None]:
+    """An end of a pair: a time (read from the archive later), or a field file or
+    :class:`DecodedField` as ``(its valid time, its uint8 codes on the model's grid)``."""
+    if not isinstance(value, DecodedField) and not (
+        isinstance(value, str | Path) and Path(value).is_file()
+    ):
+        return value, None
+    what = f"the grid of model {model.model_id}"
+    field = field_on_grid(value, model.grid, what=what)
+    if field.time is None or np.isnat(field.time):
+        raise WxembedError(f"{field.source}: the field has no valid time to interpolate at")
+    return field.time, encode_dbz(field.dbz)
 
 
 def _check_stored(a: Archive, times: Sequence[np.datetime64], stored: np.ndarray) -> None:
@@ -113,6 +129,10 @@ def interpolate_hours(
     at that point between them, next to the plain pixel average of the two hours' dBZ and the
     autoencoder's own reconstruction of the real hour (its ceiling).
 
+    ``start`` and ``end`` are times of stored hours, or field files of any kind wxembed reads
+    (or :class:`DecodedField`) on the model's grid or the one it was cut and coarsened from,
+    at their own valid times; the real hour between them always comes from ``archive``.
+
     Returns ``{"start", "end", "truth_time", "weight", "model_id", "scores":
     {"embedding_midpoint", "pixel_average", "reconstruction"}, "winner": {score:
     "embedding_midpoint" | "pixel_average" | "tie" | "undefined"}}``; with ``keep_fields``, also
@@ -122,9 +142,12 @@ def interpolate_hours(
     a = as_archive(archive)
     model = load_embedding_model(checkpoint)
     model.check_grid(a)
+    (start, raw0), (end, raw1) = (_endpoint(p, model) for p in (start, end))
     t0, tm, t1 = _middle_time(start, end, weight)
-    _check_stored(a, (t0, tm, t1), a.stored_times())
-    raw = a.read_raw([t0, tm, t1])  # (3, ny, nx)
+    from_archive = [t for t, r in ((t0, raw0), (tm, None), (t1, raw1)) if r is None]
+    _check_stored(a, from_archive, a.stored_times())
+    stored = iter(a.read_raw(from_archive))
+    raw = np.stack([next(stored) if r is None else r for r in (raw0, None, raw1)])  # (3, ny, nx)
     acc = _verifications(model.grid)
     decoded = _score_triplet(model, raw[None], weight, acc)[0]
     scores = {name: v.compute() for name, v in acc.items()}
@@ -151,30 +174,42 @@ def interpolation_skill(
     archive: str | Path | Archive,
     checkpoint: str | Path,
     *,
-    gap_hours: int = 2,
+    gap_hours: float = 2,
+    gap: str | int | None = None,
     weight: float = 0.5,
     max_pairs: int | None = None,
     batch_pairs: int = 8,
 ) -> dict:
-    """:func:`interpolate_hours` over every pair of stored hours ``gap_hours`` apart whose
-    in-between hour is stored, scores accumulated over all of them (a few hours in memory at a
-    time). Adds ``pairs`` and ``mse_wins`` (pairs where each method has the lower MSE)."""
-    if gap_hours < 1:
-        raise WxembedError(f"gap_hours must be >= 1, got {gap_hours}")
+    """:func:`interpolate_hours` over every pair of stored frames ``gap`` apart (a duration:
+    ``"10min"``, ``"2h"``, or seconds; else ``gap_hours``) whose frame at ``weight`` between
+    them is stored, scores accumulated over all of them (a few frames in memory at a time).
+    Adds ``pairs``, ``gap`` and ``mse_wins`` (pairs where each method has the lower MSE)."""
+    if gap is not None:
+        seconds = parse_duration(gap, default_unit="s", what="gap")
+    else:
+        seconds = parse_duration(gap_hours, default_unit="h", what="gap_hours")
+    if seconds < 1:
+        raise WxembedError(f"the gap between a pair must be at least a second, got {gap!r}")
     a = as_archive(archive)
     model = load_embedding_model(checkpoint)
     model.check_grid(a)
-    stored = set(to_seconds(a.stored_times()).tolist())
-    gap = int(gap_hours) * 3600
-    mid = int(round(weight * gap))
+    times = to_seconds(a.stored_times())
+    stored = set(times.tolist())
+    mid = int(round(weight * seconds))
     triplets = [
-        (t, t + mid, t + gap) for t in sorted(stored) if t + gap in stored and t + mid in stored
+        (t, t + mid, t + seconds)
+        for t in sorted(stored)
+        if t + seconds in stored and t + mid in stored
     ]
     if max_pairs is not None:
         triplets = triplets[:max_pairs]
     if not triplets:
+        step = int(np.median(np.diff(times))) if len(times) > 1 else 3600
         raise ArchiveError(
-            f"{a.path}: no pairs of stored hours {gap_hours} h apart with the hour between stored"
+            f"{a.path}: no pairs of stored frames {format_duration(seconds)} apart with the "
+            f"frame at weight {weight} between them stored ({len(times)} frames, typically "
+            f"{format_duration(step)} apart); give a gap that is a multiple of that spacing, "
+            f"e.g. --gap {format_duration(2 * step)}"
         )
     acc = _verifications(model.grid)
     wins = {"embedding_midpoint": 0, "pixel_average": 0, "tie": 0}
@@ -191,7 +226,8 @@ def interpolation_skill(
     scores = {name: v.compute() for name, v in acc.items()}
     return {
         "pairs": len(triplets),
-        "gap_hours": gap_hours,
+        "gap_hours": seconds / 3600,
+        "gap": format_duration(seconds),
         "weight": weight,
         "model_id": model.model_id,
         "scores": scores,

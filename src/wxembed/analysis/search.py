@@ -1,9 +1,13 @@
 """Similar weather: the hours of an index nearest to a query hour, embedding, field or file.
 
 :func:`search_similar` resolves the query (an hour in the index, an :class:`Embedding`, a vector,
-a dBZ array on the model's grid, or a ``.json``/``.npy``/GRIB2 file, fields embedded on the fly
-with the index's model) and asks the index for its nearest hours, with the filters of
-:func:`wxembed.index.search.search_set`.
+a dBZ array on the model's grid, or a file: a ``.json``/``.npy`` embedding or a field of any
+kind wxembed reads, embedded on the fly with the index's model) and asks the index for its
+nearest hours, with the filters of :func:`wxembed.index.search.search_set`. The window left out
+around the query's time is a duration (``exclude="30min"``), so sequences of frames minutes
+apart search as well as hourly archives; when the filters leave fewer hours than asked for,
+the result says why (``df.attrs["note"]``), and when they leave none it is an error that says
+which filter emptied it and what to pass instead.
 """
 
 from __future__ import annotations
@@ -15,12 +19,22 @@ import numpy as np
 import pandas as pd
 
 from wxembed.analysis.codec import Embedding, encode_field, load_embedding, vector_from
-from wxembed.errors import EmbeddingError, EmbeddingIndexError, SourceError
+from wxembed.errors import EmbeddingError, EmbeddingIndexError, SourceError, WxembedError
 from wxembed.index import METRICS, EmbeddingIndex
 from wxembed.model.checkpoint import ModelInfo
 from wxembed.model.encoder import EmbeddingModel, load_embedding_model
-from wxembed.sources.formats import GRIB_SUFFIXES, is_npy, read_npy
-from wxembed.times import as_time, format_time
+from wxembed.sources.formats import GRIB_SUFFIXES, INPUT_PATTERNS, is_npy, read_npy
+from wxembed.times import (
+    as_time,
+    format_duration,
+    format_time,
+    from_seconds,
+    parse_duration,
+    to_seconds,
+)
+
+FILE_SUFFIXES = (".json", ".npy", *GRIB_SUFFIXES, *{p.rsplit("*", 1)[1] for p in INPUT_PATTERNS})
+"""Endings that make a query a file, even one that does not exist (so the error says so)."""
 
 
 def open_index(index: str | Path | EmbeddingIndex, read_only: bool = True):
@@ -53,12 +67,12 @@ def _looks_like_file(query) -> bool:
         return True
     if not isinstance(query, str):
         return False
-    return Path(query).suffix.lower() in (".json", ".npy", *GRIB_SUFFIXES) or Path(query).is_file()
+    return query.lower().endswith(FILE_SUFFIXES) or Path(query).is_file()
 
 
 def _query_file(path: Path, info: ModelInfo, checkpoint) -> Embedding:
     """A query file as an embedding: a ``.json``/``.npy`` embedding, or a field (``.npy`` dBZ
-    array, GRIB2) embedded with the index's model."""
+    array, or a file of any kind wxembed reads) embedded with the index's model."""
     if not path.is_file():
         raise EmbeddingError(f"{path}: no such file")
     if path.suffix.lower() == ".json":
@@ -92,7 +106,8 @@ def _resolve_query(info: ModelInfo, query, checkpoint):
             t = as_time(query)
         except (ValueError, TypeError):
             raise EmbeddingIndexError(
-                f"query {query!r} is neither a time nor a file (.json, .npy, .grib2)"
+                f"query {query!r} is neither a time nor a file (an embedding .json or .npy, "
+                "or a field: GRIB2, ODIM HDF5, NetCDF, PGM, .npy)"
             ) from None
         return t, t, format_time(t)
     if emb.model_id and emb.model_id != info.model_id:
@@ -119,6 +134,7 @@ def search_similar(
     model_id: str | None = None,
     metric: str = "euclidean",
     exclude_hours: float | None = 24.0,
+    exclude: str | int | None = None,
     months: Sequence[int] | None = None,
     hours: Sequence[int] | None = None,
     start=None,
@@ -129,15 +145,21 @@ def search_similar(
     and ``distance`` (Euclidean by default, as the original; ``metric="cosine"`` for cosine).
 
     ``query`` is an hour in the index (a time), an :class:`Embedding`, a vector, a dBZ array on
-    the model's grid, or a file: ``.json``/``.npy`` embedding, ``.npy`` dBZ array or GRIB2.
-    Fields are embedded on the fly with ``checkpoint`` (default: the one recorded in the
-    index). Hours within ``exclude_hours`` of the query's time are left out (one day on each
-    side by default, so the matches are other days; 0 leaves out just the query hour, None
-    nothing). ``months``, ``hours`` (UTC hour of day), ``start`` (inclusive) and ``end``
-    (exclusive) restrict the candidates. ``df.attrs["query"]`` describes the query.
+    the model's grid, or a file: ``.json``/``.npy`` embedding, ``.npy`` dBZ array, or a field of
+    any kind wxembed reads (GRIB2, ODIM HDF5, NetCDF, FMI PGM; on the model's grid or the one
+    it was cut and coarsened from). Fields are embedded on the fly with ``checkpoint``
+    (default: the one recorded in the index). Hours within ``exclude`` of the query's time
+    (a duration: ``"30min"``, ``"2h"``, or seconds) are left out; without it, within
+    ``exclude_hours`` (one day on each side by default, so the matches are other days; 0 leaves
+    out just the query hour, None nothing). ``months``, ``hours`` (UTC hour of day),
+    ``start`` (inclusive) and ``end`` (exclusive) restrict the candidates.
+    ``df.attrs["query"]`` describes the query; ``df.attrs["note"]`` says why fewer than ``k``
+    hours came back, and :class:`EmbeddingIndexError` says why none did.
     """
     if metric not in METRICS:
         raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    window = _window_seconds(exclude, exclude_hours)
+    filters = dict(months=months, hours=hours, start=start, end=end)
     ix, owned = open_index(index)
     try:
         info = ix.model(model_id)
@@ -147,18 +169,74 @@ def search_similar(
             model_id=info.model_id,
             k=k,
             metric=metric,
-            exclude_hours=exclude_hours,
+            exclude_hours=None if window is None else window / 3600,
             around=around,
-            months=months,
-            hours=hours,
-            start=start,
-            end=end,
+            **filters,
         )
+        note = "" if len(out) >= k else _why_short(ix, info.model_id, around, window, k, filters)
     finally:
         if owned:
             ix.close()
+    if not len(out):
+        raise EmbeddingIndexError(f"no hours to return for {desc}: {note}")
     out.attrs.update({"query": desc, "model_id": info.model_id, "metric": metric})
+    if note:
+        out.attrs["note"] = f"{len(out)} of the {k} hours asked for: {note}"
     return out
+
+
+def _window_seconds(exclude, exclude_hours) -> int | None:
+    """The exclusion window in whole seconds (None: no window)."""
+    if exclude is not None:
+        return parse_duration(exclude, default_unit="s", what="exclude")
+    if exclude_hours is None:
+        return None
+    try:
+        return parse_duration(float(exclude_hours), default_unit="h", what="exclude_hours")
+    except WxembedError as exc:
+        raise EmbeddingIndexError(str(exc)) from None
+
+
+def _why_short(ix, model_id: str, around, window: int | None, k: int, filters: dict) -> str:
+    """Why a search found fewer than ``k`` hours: what the index holds and what each filter
+    left out, with the window that would leave only the query's neighbouring frames out."""
+    t = np.asarray(ix.vectors(model_id).seconds, dtype=np.int64)  # (n,) sorted
+    n = len(t)
+    span = f"{format_time(from_seconds(t[0]))} to {format_time(from_seconds(t[-1]))}"
+    parts = [f"model {model_id} has {n} hours in the index ({span})"]
+    keep = np.ones(n, dtype=bool)
+    if filters["start"] is not None or filters["end"] is not None:
+        lo = -np.inf if filters["start"] is None else to_seconds(filters["start"])[0]
+        hi = np.inf if filters["end"] is None else to_seconds(filters["end"])[0]
+        inside = (t >= lo) & (t < hi)
+        parts.append(f"{int((~inside).sum())} lie outside the start/end asked for")
+        keep &= inside
+    when = from_seconds(t)
+    for name, values, of in (
+        ("months", filters["months"], when.astype("datetime64[M]").astype(int) % 12 + 1),
+        ("hours of day", filters["hours"], (t // 3600) % 24),
+    ):
+        if values:
+            inside = np.isin(of, np.asarray(values))
+            more = " more" if len(parts) > 1 else ""
+            parts.append(f"{int((keep & ~inside).sum())}{more} are outside the {name} asked for")
+            keep &= inside
+    if around is not None and window is not None:
+        near = np.abs(t - to_seconds(around)[0]) <= window
+        more = " more" if len(parts) > 1 else ""
+        parts.append(
+            f"{int((keep & near).sum())}{more} lie within {format_duration(window)} of the "
+            f"query's time {format_time(around)} and are left out (a day each side by default, "
+            "to find other days)"
+        )
+        if (keep & near).any():
+            step = int(np.median(np.diff(t))) if n > 1 else 3600
+            parts.append(
+                f"to search a sequence this short, leave out less: --exclude "
+                f"{format_duration(step)} (exclude={format_duration(step)!r} in Python) or "
+                "--no-exclusion"
+            )
+    return "; ".join(parts)
 
 
 __all__ = ["model_for_index", "open_index", "search_similar"]

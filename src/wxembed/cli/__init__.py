@@ -5,6 +5,7 @@ over a library call.
     learn.py       train, tune                           (train.py, tune.py)
     embeddings.py  embed, search, interpolate, cluster, encode, decode   (pipelines, analysis)
     score.py       evaluate, report, demo                (evaluation, figures, demo.py)
+    serve.py       serve                                 (the web explorer, serve/)
     options.py     options several commands share, and the checks of what a user typed
     console.py     log lines, one-line errors (exit code 2), JSON, end-of-run summaries
 
@@ -20,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from wxembed.cli import data, embeddings, learn, score
+from wxembed.cli import data, embeddings, learn, score, serve
 from wxembed.cli.console import setup_logging
 
 app = typer.Typer(
@@ -43,7 +44,7 @@ def _main(
     setup_logging(verbose)
 
 
-for _group in (data, learn, embeddings, score):
+for _group in (data, learn, embeddings, score, serve):
     _group.register(app)
 
 __all__ = ["app"]

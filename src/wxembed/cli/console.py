@@ -7,6 +7,7 @@ held back. ``--verbose`` brings all of it back, with each line's level and logge
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -53,12 +54,22 @@ def setup_logging(verbose: bool) -> None:
         handler.setFormatter(_ConsoleFormatter("%(message)s"))
         # Beam warns on import that its GCP extras are absent; they are not needed
         handler.addFilter(lambda record: not str(record.msg).startswith("apitools not found"))
+        handler.addFilter(_not_a_worker_error)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     logging.getLogger("wxembed").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         logging.getLogger("apache_beam").setLevel(logging.ERROR)  # relays workers' chatter
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.filterwarnings("ignore", category=category)  # asks nothing of a user
+
+
+def _not_a_worker_error(record: logging.LogRecord) -> bool:
+    """False for Beam's own log, with a traceback, of a :class:`WxembedError` a worker raised:
+    the command reports that error itself, in one line."""
+    if not record.name.startswith("apache_beam"):
+        return True
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, WxembedError) or "wxembed.errors." in record.getMessage())
 
 
 def is_verbose() -> bool:
@@ -104,6 +115,28 @@ def to_json(obj) -> str:
     from wxembed.evaluation.metrics import strict_json  # heavy: numpy, scipy, scikit-image
 
     return strict_json(obj)
+
+
+def write_atomically(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place: a
+    reader (or a failed run) never sees a partial or empty file, and an old one stays until
+    the new one is complete."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would have made it, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def echo_json(obj) -> None:
@@ -178,21 +211,70 @@ def beam_worker_output() -> Iterator[None]:
 def _forward(read_end: int, out: int) -> None:
     """Copy the pipe to ``out`` without the noise, until every writer has closed it."""
     pending = b""
+    reports = WorkerErrorReports()
     try:
         while chunk := os.read(read_end, 65536):
             text = (pending + chunk).decode("utf-8", errors="replace")
             head, sep, pending_text = text.rpartition("\n")  # hold a partial last line back
-            kept = BEAM_WORKER_NOISE.sub("", head + sep)
+            kept = reports.filter(BEAM_WORKER_NOISE.sub("", head + sep))
             pending = pending_text.encode()
             if kept:
                 os.write(out, kept.encode())
-        if pending:
-            os.write(out, BEAM_WORKER_NOISE.sub("", pending.decode(errors="replace")).encode())
+        last = reports.filter(pending.decode(errors="replace"), end=True)
+        if last:
+            os.write(out, BEAM_WORKER_NOISE.sub("", last).encode())
     except OSError:
         pass
     finally:
         os.close(read_end)
         os.close(out)
+
+
+class WorkerErrorReports:
+    """Holds back, from what Beam's worker processes print, their reports of a
+    :class:`~wxembed.errors.WxembedError` (an ``ERROR:apache_beam...`` line and its tracebacks):
+    the command reports that error itself, in one ``error:`` line. Any other traceback is
+    passed on whole."""
+
+    _RECORD = re.compile(r"(?:ERROR|WARNING):apache_beam[\w.]*:")
+    _START = re.compile(r"(?:ERROR|WARNING):apache_beam[\w.]*:|Traceback \(most recent call")
+    _BODY = re.compile(r"\s|$|Traceback \(most|During handling|The above exception|[\w.]+(?::|$)")
+    _OURS = re.compile(r"wxembed\.errors\.\w+: ")
+
+    def __init__(self) -> None:
+        self._held: list[str] = []
+        self._ours = False
+
+    def filter(self, text: str, *, end: bool = False) -> str:
+        """The lines of ``text`` (whole lines, but with ``end`` the last) to pass on now."""
+        out: list[str] = []
+        for line in text.splitlines(keepends=True):
+            bare = line.rstrip("\r\n")
+            if self._held and (
+                self._RECORD.match(bare) or not self._BODY.match(bare) or self._new_report(bare)
+            ):
+                out += self._close()
+            if self._held or self._START.match(bare):
+                self._held.append(line)
+                self._ours = self._ours or bool(self._OURS.match(bare))
+            else:
+                out.append(line)
+        if end:
+            out += self._close()
+        return "".join(out)
+
+    def _new_report(self, bare: str) -> bool:
+        """Whether a traceback starts a report of its own, not the next of a chain."""
+        if not bare.startswith("Traceback (most recent call"):
+            return False
+        last = next((x.strip() for x in reversed(self._held) if x.strip()), "")
+        chained = last.startswith(("During handling", "The above exception"))
+        return not (chained or self._RECORD.match(last))
+
+    def _close(self) -> list[str]:
+        held, ours = self._held, self._ours
+        self._held, self._ours = [], False
+        return [] if ours else held
 
 
 def _stream_handlers() -> list[logging.StreamHandler]:
@@ -242,4 +324,5 @@ __all__ = [
     "show_only",
     "tame_lightning",
     "to_json",
+    "write_atomically",
 ]

@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from wxembed.cli import console
-from wxembed.cli.options import AsJson, BeamArgs, Workers, checked_time, grid_named
+from wxembed.cli.options import (
+    AsJson,
+    BeamArgs,
+    DaskAddress,
+    Runner,
+    Workers,
+    beam_options,
+    checked_time,
+    grid_named,
+    parse_bbox,
+)
 from wxembed.errors import ArchiveError
 
 
@@ -30,8 +40,13 @@ def synth(
         Path | None,
         typer.Option(help="Write GRIB2 files in the NOAA layout here instead of an archive."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="With --grib-dir: replace GRIB2 files already there.")
+    ] = False,
     workers: Workers = 2,
     beam_args: BeamArgs = None,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
     """Generate synthetic storms (convective cells, squall lines, MCSs, stratiform) hour by hour."""
     from wxembed.pipelines.ingest import describe_report, ingest_synthetic  # heavy: Beam
@@ -39,12 +54,17 @@ def synth(
 
     config = SynthConfig(seed=seed, grid=grid_named(grid, coarsen))
     if grib_dir is not None:
-        paths = write_grib_layout(config, start, hours, grib_dir)
+        paths = write_grib_layout(config, start, hours, grib_dir, overwrite=overwrite)
         typer.echo(f"wrote {len(paths)} GRIB2 files below {grib_dir}")
         return
     with console.beam_worker_output():
         report = ingest_synthetic(
-            config, start, hours, archive, beam_args=beam_args, workers=workers
+            config,
+            start,
+            hours,
+            archive,
+            beam_args=beam_options(beam_args, runner, dask_address),
+            workers=workers,
         )
     console.finish_run(report, describe_report(report))
 
@@ -77,6 +97,8 @@ def fetch(
         int, typer.Option(min=1, help="Local worker processes: also the downloads in flight.")
     ] = 4,
     beam_args: BeamArgs = None,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
     """Fetch HRRR composite reflectivity from the public archive, only REFC's byte range an hour.
 
@@ -95,7 +117,7 @@ def fetch(
             base_url=base_url,
             fxx=fxx,
             workers=workers,
-            beam_args=beam_args,
+            beam_args=beam_options(beam_args, runner, dask_address),
         )
     console.finish_run(report, describe_fetch(report))
 
@@ -107,22 +129,56 @@ def ingest(
     archive: Annotated[Path, typer.Option(help="Archive to write (created if absent).")] = Path(
         "radar.zarr"
     ),
-    kind: Annotated[str, typer.Option(help="auto, hrrr, mrms or fmi.")] = "auto",
+    kind: Annotated[
+        str,
+        typer.Option(help="auto (told by each file's content), hrrr, mrms, fmi, odim or netcdf."),
+    ] = "auto",
+    variable: Annotated[
+        str | None,
+        typer.Option(help="NetCDF: the variable to read (default: the file's only one in dBZ)."),
+    ] = None,
+    bbox: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep only this lon/lat box: lon_min,lat_min,lon_max,lat_max (degrees), "
+            "e.g. --bbox=-105,30,-90,40."
+        ),
+    ] = None,
+    coarsen: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Average blocks of N x N cells into one (mean in linear Z), after --bbox."
+        ),
+    ] = 1,
     fxx: Annotated[
         int, typer.Option(help="HRRR forecast hour to take from a NOAA-layout folder.")
     ] = 0,
     workers: Workers = 2,
     beam_args: BeamArgs = None,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
-    """Decode radar files (HRRR GRIB2, MRMS GRIB2, FMI PGM) into an archive with a Beam pipeline.
+    """Decode radar files (HRRR or MRMS GRIB2, FMI PGM, ODIM HDF5, CF NetCDF) into an archive.
 
-    Every hour ends in the archive's manifest: stored, missing or failed, with the reason.
+    The kind of each file is told by its content. Every hour (or frame below the hour) ends in
+    the archive's manifest: stored, missing or failed, with the reason. --bbox and --coarsen
+    make a large grid (MRMS, OPERA) small enough to train on; the archive keeps the grid they
+    make.
     """
     from wxembed.pipelines.ingest import describe_report, ingest_files  # heavy: Beam
+    from wxembed.sources.formats import Reshape
 
+    reshape = Reshape(bbox=parse_bbox(bbox), coarsen=coarsen)
     with console.beam_worker_output():
         report = ingest_files(
-            inputs, archive, kind=kind, fxx=fxx, beam_args=beam_args, workers=workers
+            inputs,
+            archive,
+            kind=kind,
+            fxx=fxx,
+            variable=variable,
+            reshape=reshape,
+            beam_args=beam_options(beam_args, runner, dask_address),
+            workers=workers,
         )
     console.finish_run(report, describe_report(report))
 

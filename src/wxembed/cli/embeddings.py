@@ -18,9 +18,14 @@ from wxembed.cli.options import (
     AsJson,
     BeamArgs,
     CheckpointOption,
+    DaskAddress,
+    Runner,
     Workers,
+    beam_options,
     checked_time,
+    parse_duration_option,
 )
+from wxembed.errors import WxembedError
 
 DEFAULT_CHECKPOINT = Path("model/checkpoints/last.ckpt")
 """The checkpoint ``encode`` and ``decode`` use unless given one."""
@@ -40,6 +45,8 @@ def embed(
     workers: Workers = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     beam_args: BeamArgs = None,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
     """Embed every stored hour of an archive (Beam pipeline) into Parquet shards and an index.
 
@@ -55,11 +62,13 @@ def embed(
             index,
             shards_dir=shards,
             batch_size=batch_size,
-            beam_args=beam_args,
+            beam_args=beam_options(beam_args, runner, dask_address),
             workers=workers,
             device=device,
         )
-    report["shards"] = f"{len(report['shards'])} files in {Path(report['shards'][0]).parent}"
+    report["shards"] = (
+        f"{len(report['shards'])} files in {str(report['shards'][0]).rsplit('/', 1)[0]}"
+    )
     console.echo_json(report)
 
 
@@ -69,7 +78,8 @@ def search(
         str,
         typer.Argument(
             help="An hour in the index (2024-07-01T18), an embedding (.json, .npy), a dBZ "
-            "array (.npy) or a GRIB2 file."
+            "array (.npy) or a field file of any kind ingest reads (GRIB2, ODIM HDF5, NetCDF, "
+            "PGM)."
         ),
     ],
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many hours.")] = 5,
@@ -77,10 +87,17 @@ def search(
         str | None, typer.Option(help="Model id (needed when the index holds several).")
     ] = None,
     metric: Annotated[str, typer.Option(help="euclidean or cosine.")] = "euclidean",
+    exclude: Annotated[
+        str | None,
+        typer.Option(
+            help="Leave out hours this close to the query's time: 30min, 2h, 1d (default 1d; "
+            "0 leaves out the query hour alone)."
+        ),
+    ] = None,
     exclude_hours: Annotated[
-        float,
-        typer.Option(min=0, help="Leave out hours this close to the query's time (0: itself)."),
-    ] = 24.0,
+        float | None,
+        typer.Option(help="The same window in hours (--exclude takes minutes too)."),
+    ] = None,
     no_exclusion: Annotated[
         bool, typer.Option("--no-exclusion", help="Leave out nothing, not even the query hour.")
     ] = False,
@@ -91,8 +108,12 @@ def search(
         list[int] | None,
         typer.Option(min=0, max=23, help="Only this UTC hour of day, repeatable."),
     ] = None,
-    start: Annotated[str | None, typer.Option(help="Only hours from this time.")] = None,
-    end: Annotated[str | None, typer.Option(help="Only hours before this time.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Only hours from this time (to the minute).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Only hours before this time (to the minute).")
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help=f"{CHECKPOINT_HELP} Embeds a field query (default: the index's)."),
@@ -106,17 +127,27 @@ def search(
         typer.Option(help="Archive to draw the matches from (default: the index's)."),
     ] = None,
 ) -> None:
-    """The k hours most similar to a query (Euclidean distance by default, as the original)."""
+    """The k hours most similar to a query (Euclidean distance by default, as the original).
+
+    A day on each side of the query's time is left out by default, to find other days; for a
+    sequence of frames minutes apart, pass a shorter --exclude (e.g. --exclude 10min).
+    """
     from wxembed.analysis import search_similar  # heavy: PyTorch, DuckDB
     from wxembed.figures.search import save_search_png  # heavy: matplotlib
 
+    if exclude is not None and exclude_hours is not None:
+        raise WxembedError("give --exclude or --exclude-hours, not both")
+    window = parse_duration_option(
+        exclude if exclude_hours is None else str(exclude_hours), "--exclude", default_unit="h"
+    )
     matches = search_similar(
         index,
         query,
         k=k,
         model_id=model,
         metric=metric,
-        exclude_hours=None if no_exclusion else exclude_hours,
+        exclude=None if no_exclusion else (86400 if window is None else window),
+        exclude_hours=None,
         months=month,
         hours=hour,
         start=checked_time(start, "--start"),
@@ -134,6 +165,8 @@ def search(
     attrs = matches.attrs
     typer.echo(f"query: {attrs['query']}  model: {attrs['model_id']}  metric: {metric}")
     typer.echo(matches.to_string(index=False))
+    if "note" in attrs:
+        typer.echo(f"note: {attrs['note']}", err=True)
     if picture:
         typer.echo(f"wrote {picture}")
 
@@ -141,8 +174,12 @@ def search(
 def interpolate(
     archive: Annotated[Path, typer.Argument(help="Archive holding the hours.")],
     checkpoint: CheckpointOption,
-    start: Annotated[str | None, typer.Option(help="First hour.")] = None,
-    end: Annotated[str | None, typer.Option(help="Second hour.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First hour, or a field file (any kind ingest reads).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Second hour, or a field file (any kind ingest reads).")
+    ] = None,
     weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="0 = start, 1 = end; 0.5 the midpoint.")
     ] = 0.5,
@@ -152,7 +189,10 @@ def interpolate(
             "--every-pair", help="Score every pair of hours --gap apart instead of one pair."
         ),
     ] = False,
-    gap: Annotated[int, typer.Option(min=1, help="Hours between a pair (--every-pair).")] = 2,
+    gap: Annotated[
+        str,
+        typer.Option(help="Between a pair (--every-pair): 2h, 10min; a bare number is hours."),
+    ] = "2h",
     max_pairs: Annotated[
         int | None, typer.Option(min=1, help="At most this many pairs (--every-pair).")
     ] = None,
@@ -169,14 +209,15 @@ def interpolate(
     from wxembed.figures.plot import save_interpolation_png  # heavy: matplotlib
 
     if every_pair:
+        seconds = parse_duration_option(gap, "--gap", default_unit="h")
         report = interpolation_skill(
-            archive, checkpoint, gap_hours=gap, weight=weight, max_pairs=max_pairs
+            archive, checkpoint, gap=seconds, weight=weight, max_pairs=max_pairs
         )
-        what = f"{report['pairs']} pairs {gap} h apart"
+        what = f"{report['pairs']} pairs {report['gap']} apart"
     else:
         if start is None or end is None:
             raise typer.BadParameter("give --start and --end, or --every-pair")
-        start, end = checked_time(start, "--start"), checked_time(end, "--end")
+        start, end = (_time_or_file(v, o) for v, o in ((start, "--start"), (end, "--end")))
         report = interpolate_hours(
             archive, checkpoint, start, end, weight=weight, keep_fields=png is not None
         )
@@ -193,6 +234,11 @@ def interpolate(
     typer.echo("better: " + ", ".join(f"{k} {v}" for k, v in report["winner"].items()))
     if "png" in report:
         typer.echo(f"wrote {report['png']}")
+
+
+def _time_or_file(value: str, option: str) -> str:
+    """An option that takes a time or a field file: the file when one is there, else a time."""
+    return value if Path(value).is_file() else checked_time(value, option)
 
 
 def score_table(scores: dict[str, dict]) -> str:
@@ -266,7 +312,10 @@ def _counts_table(counts: dict, drop_empty: bool = False) -> str:
 def encode(
     source: Annotated[
         str | None,
-        typer.Argument(help="GRIB2 file or .npy dBZ array (or use --archive and --time)."),
+        typer.Argument(
+            help="A field file of any kind ingest reads (GRIB2, ODIM HDF5, NetCDF, PGM) or a "
+            ".npy dBZ array (or use --archive and --time)."
+        ),
     ] = None,
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     archive: Annotated[Path | None, typer.Option(help="Archive to take the hour from.")] = None,
@@ -274,12 +323,23 @@ def encode(
     out: Annotated[
         Path | None, typer.Option(help="Write the embedding here (.json or .npy).")
     ] = None,
+    variable: Annotated[
+        str | None, typer.Option(help="NetCDF: the variable to read (default: the one in dBZ).")
+    ] = None,
 ) -> None:
-    """A field (GRIB2, array or archive hour) to its embedding; prints the compression."""
+    """A field (a file, an array or an archive hour) to its embedding; prints the compression.
+
+    A file on the grid the model's archive was cut and coarsened from (ingest --bbox
+    --coarsen) is cut and coarsened the same way.
+    """
     from wxembed.analysis import encode_field  # heavy: PyTorch
 
     emb = encode_field(
-        source, checkpoint=checkpoint, archive=archive, time=checked_time(time, "--time")
+        source,
+        checkpoint=checkpoint,
+        archive=archive,
+        time=checked_time(time, "--time"),
+        variable=variable,
     )
     doc = emb.to_dict()
     if out is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,14 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 200,
     checkpoints: Annotated[int, typer.Option(min=1, help="Checkpoints along the way.")] = 4,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    distance_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Weight of the term that makes code distances rank hours as pixel distances "
+            "do (for search); default 0.01 for fast, 0 for seed.",
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate (peak of the schedule).")] = 1e-3,
     schedule: Annotated[
         str, typer.Option(help="cosine (warm-up, then down to 0 at the last step) or constant.")
@@ -59,15 +68,19 @@ def train(
     ] = None,
 ) -> None:
     """Train an autoencoder on an archive; checkpoints are self-describing."""
+    from wxembed.model.losses import LOSSES, SCHEDULES  # heavy: PyTorch
     from wxembed.train import TrainConfig  # heavy: PyTorch, Lightning
     from wxembed.train import train as run_train
 
+    one_of(loss, sorted(LOSSES), "--loss")
+    one_of(schedule, SCHEDULES, "--schedule")
     config = TrainConfig(
         archive=str(archive),
         out=str(out),
         arch=arch,
         hparams=parse_hparams(hp),
         loss=loss,
+        distance_weight=distance_weight,
         lr=lr,
         schedule=schedule,
         batch_size=batch_size,
@@ -108,6 +121,7 @@ def tune(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Overfit-a-small-batch search: the smallest embedding that still learns a few images."""
+    overrides = search_space(space)  # a mistake shows before the seconds of the imports
     from wxembed.tune import TuneConfig  # heavy: PyTorch, Optuna
     from wxembed.tune import tune as run_tune
 
@@ -121,10 +135,35 @@ def tune(
         n_trials=trials,
         max_params=max_params,
         learn_ratio=learn_ratio,
-        search_space=parse_json_option(space, "--space"),
+        search_space=overrides,
         seed=seed,
     )
     console.echo_json(run_tune(config))
+
+
+def one_of(value: str, choices, option: str) -> str:
+    """``value`` when it is one of ``choices``, else a usage error naming ``option``."""
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+    return value
+
+
+def search_space(text: str | None) -> dict:
+    """``--space``: a JSON object mapping each hyperparameter to a non-empty list of values to
+    try (numbers, strings, true/false, null), else a usage error."""
+    space = parse_json_option(text, "--space")
+    for name, values in space.items():
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(v is None or isinstance(v, int | float | str | bool) for v in values)
+        ):
+            raise typer.BadParameter(
+                f"{name!r} must map to a non-empty list of values to try, e.g. "
+                f'{{"{name}": [2, 3]}}; got {json.dumps(values)}',
+                param_hint="--space",
+            )
+    return space
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from wxembed.grid import HRRR_CONUS, Grid
+from wxembed.errors import GridError
+from wxembed.grid import HRRR_CONUS, Grid, check_bbox
 
 BeamArgs = Annotated[
     list[str] | None,
@@ -22,8 +23,41 @@ BeamArgs = Annotated[
 ]
 """``--beam``: options passed unchanged to Apache Beam (another runner, its settings)."""
 
-Workers = Annotated[int, typer.Option(min=1, help="Local worker processes (DirectRunner).")]
-"""``--workers``: processes of Beam's local runner."""
+Workers = Annotated[
+    int,
+    typer.Option(min=1, help="Local worker processes (DirectRunner, or a local Dask cluster)."),
+]
+"""``--workers``: processes of Beam's local runner (or of the Dask cluster ``--runner dask``
+starts when it is given no ``--dask-address``)."""
+
+Runner = Annotated[
+    str | None,
+    typer.Option(
+        help="Beam runner: direct (the default: local processes), dask, or any Beam runner's "
+        "name (its options through --beam)."
+    ),
+]
+"""``--runner``: the short form of ``--beam=--runner=...``; ``dask`` is Beam's DaskRunner."""
+
+DaskAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-address",
+        help="Scheduler of a running Dask cluster, e.g. tcp://host:8786 (implies --runner dask; "
+        "without it, --runner dask starts a local cluster of --workers processes).",
+    ),
+]
+"""``--dask-address``: the Dask scheduler the DaskRunner sends the pipeline to."""
+
+
+def beam_options(
+    beam_args: list[str] | None, runner: str | None, dask_address: str | None
+) -> list[str]:
+    """``--runner``/``--dask-address`` turned into Beam options, before those of ``--beam``."""
+    from wxembed.pipelines import runner_args  # heavy: Beam
+
+    return [*runner_args(runner, dask_address), *(beam_args or [])]
+
 
 CHECKPOINT_HELP = "Checkpoint file or model folder (its best.ckpt)."
 """Help of every option or argument that takes a model."""
@@ -81,6 +115,28 @@ def parse_json_option(text: str | None, option: str) -> dict:
     return value
 
 
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``--bbox lon_min,lat_min,lon_max,lat_max`` (degrees) as four floats; else a
+    :class:`GridError` (one ``error:`` line) saying what is wrong."""
+    if text is None:
+        return None
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        return check_bbox([float(p) for p in parts] if len(parts) == 4 else parts)
+    except (GridError, ValueError) as exc:
+        raise GridError(f"--bbox {text!r}: {exc}; e.g. --bbox=-105,30,-90,40") from None
+
+
+def parse_duration_option(value: str | None, option: str, *, default_unit: str = "h") -> int | None:
+    """A duration option (``30min``, ``2h``, ``1d``; a bare number in ``default_unit``) as whole
+    seconds; else a :class:`WxembedError` (one ``error:`` line) naming ``option``."""
+    from wxembed.times import parse_duration  # heavy: pandas
+
+    if value is None:
+        return None
+    return parse_duration(value, default_unit=default_unit, what=option)
+
+
 def grid_named(name: str, coarsen: int) -> Grid:
     """The grid called ``name``, coarsened by ``coarsen``."""
     if name not in GRIDS:
@@ -96,9 +152,14 @@ __all__ = [
     "AsJson",
     "BeamArgs",
     "CheckpointOption",
+    "DaskAddress",
+    "Runner",
     "Workers",
+    "beam_options",
     "checked_time",
     "grid_named",
+    "parse_bbox",
+    "parse_duration_option",
     "parse_hparams",
     "parse_json_option",
 ]

@@ -29,7 +29,7 @@ def evaluate(
 
     check_writable(out)  # before the work, not after it
     result = run_evaluate(checkpoint, archive, max_hours=max_hours)
-    out.write_text(console.to_json(result))
+    console.write_atomically(out, console.to_json(result))  # whole, or not at all
     console.echo_json({k: result[k] for k in ("scores", "autoencoder_beats_pca")})
     typer.echo(f"wrote {out}")
 

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wxembed.archive import Archive
-from wxembed.errors import ArchiveError
+from wxembed.errors import ArchiveError, CheckpointError
 from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
 from wxembed.evaluation.metrics import Verification, beats
 from wxembed.evaluation.search_quality import pixel_distances, search_quality
@@ -46,17 +46,43 @@ MEMORISE_RATIO = 10
 training hours, and the comparison says little; evaluation warns."""
 
 
-def held_out_split(archive: Archive, val_start: str, val_fraction: float = 0.2):
+HELD_OUT_RULES = ("auto", "checkpoint", "latest")
+"""How :func:`held_out_split` chooses the held-out hours (see there)."""
+
+
+def held_out_split(
+    archive: Archive, val_start: str, val_fraction: float = 0.2, rule: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, str]:
     """``(training hours, held-out hours, how)`` of ``archive`` for a model whose held-out period
-    starts at ``val_start``. When ``val_start`` splits the archive into two non-empty parts, that
-    is the split (``how`` = "the checkpoint's held-out start"); otherwise (an archive the model
-    never saw) the latest ``val_fraction`` is held out, ``how`` says so, and a warning is logged."""
+    starts at ``val_start``; ``how`` says in words which rule chose them.
+
+    ``rule`` "checkpoint": the hours from ``val_start`` on, which must split the archive into
+    two non-empty parts, else :class:`CheckpointError`. "latest": the latest ``val_fraction``,
+    whatever the checkpoint says. "auto" (the default): the checkpoint's split when it splits the
+    archive; the latest ``val_fraction`` when every hour is at or after ``val_start`` (an archive
+    from after the model's training period: none of its hours can be one the model was trained
+    on), with a warning; and :class:`CheckpointError` when every hour is before ``val_start``
+    (each may be one the model was trained on: scoring them would flatter it)."""
+    if rule not in HELD_OUT_RULES:
+        raise ValueError(f"held-out rule {rule!r}: expected one of {', '.join(HELD_OUT_RULES)}")
     times = archive.stored_times()
-    if val_start:
+    if rule == "checkpoint" and not val_start:
+        raise CheckpointError("the checkpoint names no held-out start; choose the rule 'latest'")
+    if rule != "latest" and val_start:
         start = np.datetime64(val_start, "s")
         train, held = times[times < start], times[times >= start]
         if len(held) and len(train):
             return train, held, f"the checkpoint's held-out start, {format_time(start)}"
+        if len(times) and (rule == "checkpoint" or not len(held)):
+            where = "after every" if not len(held) else "before every"
+            raise CheckpointError(
+                f"{archive.path}: the checkpoint's held-out hours start at {format_time(start)}, "
+                f"{where} hour of this archive ({format_time(times[0])} to "
+                f"{format_time(times[-1])}), so it does not split it"
+                + (": every hour may be one the model was trained on" if not len(held) else "")
+                + f"; to score its latest {val_fraction:.0%} anyway, choose the held-out rule "
+                "'latest'"
+            )
     n_val = int(round(len(times) * val_fraction))
     if len(times) < 2 or n_val < 1 or n_val >= len(times):
         raise ArchiveError(
@@ -64,8 +90,13 @@ def held_out_split(archive: Archive, val_start: str, val_fraction: float = 0.2):
             "held-out hours; evaluation needs at least 2 (and 5 for a 20 % held-out share)"
         )
     how = f"the latest {val_fraction:.0%} of the archive's hours"
-    if val_start:
-        how += f" (the checkpoint's held-out start {val_start} does not split this archive)"
+    if rule == "latest":
+        how += " (chosen: the held-out rule 'latest')"
+    elif val_start:
+        how += f" (the archive starts after the checkpoint's held-out start {val_start})"
+    else:
+        how += " (the checkpoint names no held-out start)"
+    if rule != "latest":
         log.warning("held out %s", how)
     return times[:-n_val], times[-n_val:], how
 
@@ -206,6 +237,7 @@ def evaluate(
     batch: int = 8,
     keep: int = 0,
     search: bool = True,
+    held_out: str = "auto",
 ) -> dict:
     """Every metric for the autoencoder, PCA with as many components, and climatology, on the
     held-out hours of ``archive_path``; with ``search``, also how well each code finds the
@@ -213,13 +245,15 @@ def evaluate(
 
     ``checkpoint`` is a checkpoint file or a model folder (its best checkpoint). ``keep`` > 0
     also returns that many held-out hours' truth and reconstructions (for figures) under the key
-    ``"examples"`` (not JSON).
+    ``"examples"`` (not JSON). ``held_out`` is the rule that picks the held-out hours
+    (:func:`held_out_split`); the result says which rule applied (``"split"``) and how many hours
+    each baseline was fit on.
     """
     ckpt = Checkpoint(checkpoint)
     archive = Archive(archive_path)
     ckpt.check_grid(archive)  # before any long computation
     model = EmbeddingModel(ckpt, batch_size=batch)
-    train_times, held, split = held_out_split(archive, ckpt.val_start)
+    train_times, held, split = held_out_split(archive, ckpt.val_start, rule=held_out)
     if max_hours:
         held = held[:max_hours]
     dim = model.embedding_dim
@@ -239,6 +273,8 @@ def evaluate(
         "held_out_first": str(held[0]),
         "held_out_last": str(held[-1]),
         "split": split,
+        "held_out_rule": held_out,
+        "baseline_fit_hours": {"pca": pca.n_samples_seen_, "climatology": clim.n_samples_seen_},
         "train_hours_per_code_number": round(len(train_times) / dim, 2),
         "scores": scores.compute("all"),
         "by_regime": scores.by("regime:"),

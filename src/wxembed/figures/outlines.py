@@ -2,9 +2,10 @@
 
 Outlines come from the Natural Earth 1:10m shapefiles (public domain). They are cut to a
 lon/lat box, simplified (Douglas-Peucker) and stored in a small ``.npz`` file; the package ships
-one for CONUS (HRRR and MRMS) and one for Finland, made by ``scripts/make_outlines.py``.
-:func:`outlines_for_grid` picks the packaged file that covers a grid and returns the outlines in
-that grid's x/y coordinates. Nothing here downloads anything.
+one for CONUS (HRRR and MRMS) and one for Finland at 0.02 degrees, and one for the whole world
+at 0.05 degrees (about 5 km), made by ``scripts/make_outlines.py``. :func:`outlines_for_grid`
+picks the most detailed packaged file that covers a grid (so any grid on Earth gets outlines)
+and returns the outlines in that grid's x/y coordinates. Nothing here downloads anything.
 
 File format (``.npz``, compressed): for each kind ``K``, ``K_xy`` (float32, ``(n, 2)``, lon/lat
 of all vertices of all polylines of that kind, concatenated) and ``K_offsets`` (int64,
@@ -48,6 +49,9 @@ SOURCE = "Natural Earth 1:10m (public domain), https://www.naturalearthdata.com"
 FORMAT_VERSION = 1
 MIN_COVERAGE = 0.5
 """The least fraction of a grid's lon/lat box that a packaged file must cover to be used."""
+FULL_COVERAGE = 0.99
+"""A file covering this fraction of a grid's box covers it; the smallest such file is used."""
+_warned: set[str] = set()  # grids already warned about: one warning each, however many figures
 
 Outlines = dict[str, list[np.ndarray]]
 BBox = tuple[float, float, float, float]
@@ -328,38 +332,57 @@ def bbox_coverage(inner: Sequence[float], outer: Sequence[float]) -> float:
     return dx * dy / area
 
 
+def _packaged_meta(path: Path) -> dict:
+    return _meta_cached(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _meta_cached(path: str, mtime_ns: int) -> dict:
+    return read_outlines_meta(path)
+
+
+def best_packaged_file(grid: Grid) -> tuple[Path | None, float]:
+    """The packaged outline file for ``grid`` and the fraction of its lon/lat box it covers:
+    the smallest file (most detailed) among those covering the whole box, else the one that
+    covers most of it."""
+    grid_box = grid_lonlat_bbox(grid)
+    best, best_key, best_cov = None, None, 0.0
+    for candidate in packaged_outline_files():
+        box = _packaged_meta(candidate)["bbox"]
+        cov = bbox_coverage(grid_box, box)
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        key = (min(cov, FULL_COVERAGE), -area)
+        if best_key is None or key > best_key:
+            best, best_key, best_cov = candidate, key, cov
+    return best, best_cov
+
+
 def outlines_for_grid(
     grid: Grid, path: str | Path | None = None, kinds: Sequence[str] | None = None
 ) -> Outlines:
     """Outlines in ``grid``'s x/y coordinates, for drawing over a field on that grid.
 
-    Without ``path``, the packaged file covering most of the grid is used (CONUS, Finland); if
-    none covers at least half of the grid's lon/lat box, a warning is logged and ``{}``
-    returned (nothing is downloaded: make a file with ``scripts/make_outlines.py`` and pass it as
-    ``path``). Polylines lying wholly outside the grid are dropped. The arrays are shared between
-    calls (read-only): copy them before changing them.
+    Without ``path``, the most detailed packaged file covering the grid is used (CONUS,
+    Finland, else the world file); if none covers at least half of the grid's lon/lat box (only
+    when the world file is missing), one warning per grid is logged and ``{}`` returned (nothing
+    is downloaded). Polylines lying wholly outside the grid are dropped. The arrays are shared
+    between calls (read-only): copy them before changing them.
     """
     if path is None:
-        grid_box = grid_lonlat_bbox(grid)
-        best, best_cov = None, 0.0
-        for candidate in packaged_outline_files():
-            cov = bbox_coverage(grid_box, read_outlines_meta(candidate)["bbox"])
-            if cov > best_cov:
-                best, best_cov = candidate, cov
-        if best is None or best_cov < MIN_COVERAGE:
-            log.warning(
-                "no packaged map outlines cover grid %s (lon/lat box %s); drawing none. Make a "
-                "file with scripts/make_outlines.py and pass it as path=",
-                grid.name,
-                tuple(round(v, 2) for v in grid_box),
-            )
+        best, cov = best_packaged_file(grid)
+        if best is None or cov < MIN_COVERAGE:
+            if grid.to_json() not in _warned:
+                _warned.add(grid.to_json())
+                log.warning(
+                    "no packaged map outlines cover grid %s; drawing none (from Python, "
+                    "outlines_for_grid(grid, path=...) takes a file from "
+                    "scripts/make_outlines.py)",
+                    grid.name,
+                )
             return {}
-        if best_cov < 0.99:
+        if cov < FULL_COVERAGE:
             log.info(
-                "packaged outlines %s cover only %.0f%% of grid %s",
-                best.name,
-                100 * best_cov,
-                grid.name,
+                "packaged outlines %s cover %.0f%% of grid %s", best.name, 100 * cov, grid.name
             )
         path = best
     path = Path(path).resolve()
@@ -370,10 +393,29 @@ def outlines_for_grid(
     return {k: list(v) for k, v in wanted.items()}
 
 
+def _near(lines: list[np.ndarray], box: BBox, margin: float = 2.0) -> list[np.ndarray]:
+    """The polylines whose lon/lat extent meets ``box`` widened by ``margin`` degrees."""
+    if not lines:
+        return lines
+    lengths = np.array([len(p) for p in lines])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    xy = np.concatenate(lines)  # (vertices, 2), lon/lat
+    lo = np.minimum.reduceat(xy, starts, axis=0)  # (lines, 2)
+    hi = np.maximum.reduceat(xy, starts, axis=0)
+    w, s, e, n = box
+    keep = (hi[:, 0] >= w - margin) & (lo[:, 0] <= e + margin)
+    keep &= (hi[:, 1] >= s - margin) & (lo[:, 1] <= n + margin)
+    return [p for p, k in zip(lines, keep, strict=True) if k]
+
+
 @lru_cache(maxsize=8)
 def _projected(grid_json: str, path: str, mtime_ns: int) -> dict[str, tuple[np.ndarray, ...]]:
     grid = Grid.from_json(grid_json)
     outlines = load_outlines(path)
+    box = grid_lonlat_bbox(grid)
+    span = abs(grid.x[-1] - grid.x[0])
+    if not grid.is_geographic or abs(span - (box[2] - box[0])) < 1e-6:  # not across 180 E/W
+        outlines = {kind: _near(lines, box) for kind, lines in outlines.items()}
     x_lo, x_hi = sorted([grid.x[0], grid.x[-1]])
     y_lo, y_hi = sorted([grid.y[0], grid.y[-1]])
     mx, my = 0.05 * (x_hi - x_lo) + abs(grid.dx), 0.05 * (y_hi - y_lo) + abs(grid.dy)

@@ -196,8 +196,13 @@ def _figsize(grid: Grid, panels: int = 1, width: float = 10.0) -> tuple[float, f
 
 def _save(fig: Figure, path: str | Path, dpi: int) -> Path:
     path = Path(path)
+    kinds = FigureCanvasAgg(fig).get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in kinds:
+        raise WxembedError(
+            f"{path}: cannot draw a picture in a {path.suffix or 'suffix-less'} file; name it "
+            f".png (or .{', .'.join(sorted(k for k in kinds if k != 'png'))})"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
     fig.savefig(path, dpi=dpi, facecolor="white")
     return path
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from wxembed.archive import Archive
-from wxembed.errors import EmbeddingIndexError, SourceError, WxembedError
+from wxembed.errors import EmbeddingError, EmbeddingIndexError, SourceError, WxembedError
 from wxembed.figures.plot import plot_matches
 from wxembed.index import EmbeddingIndex
-from wxembed.sources.formats import is_grib, is_npy, read_field
+from wxembed.sources.formats import is_field_file
 from wxembed.times import format_time
 
 
@@ -28,17 +28,20 @@ def recorded_archive(index_path: str | Path, model_id: str) -> Path:
 
 
 def query_field(query, archive: Archive) -> tuple[np.ndarray | None, str]:
-    """The query of a search as a dBZ field on ``archive``'s grid, and its title: a GRIB2 file
-    or a ``.npy`` dBZ array (told apart by content), or an hour of the archive. ``None`` for a
+    """The query of a search as a dBZ field on ``archive``'s grid, and its title: a field file
+    of any kind (cut and coarsened as the search did) or a ``.npy`` dBZ array (told apart by
+    content), or an hour of the archive. ``None`` for a
     query there is nothing to draw of: an embedding file, a field on another grid, an hour the
     archive does not hold."""
     path = Path(str(query))
     if path.is_file():
-        if not (is_grib(path) or is_npy(path)):
+        if not is_field_file(path):
             return None, "query"  # an embedding (.json)
+        from wxembed.analysis.codec import field_on_grid  # the query as the search embedded it
+
         try:
-            dbz = np.asarray(read_field(path).dbz)
-        except SourceError:  # a .npy embedding, not a field
+            dbz = np.asarray(field_on_grid(path, archive.grid).dbz)
+        except (SourceError, EmbeddingError):  # a .npy embedding, a field on another grid
             return None, "query"
         if dbz.shape != archive.grid.shape:
             return None, "query"

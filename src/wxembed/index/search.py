@@ -1,16 +1,19 @@
-"""Search: the k nearest hours of one model's embeddings, exactly, with filters.
+"""Search: the k nearest hours of one model's embeddings, with filters.
 
 A model's ``(times, matrix)`` (:class:`EmbeddingSet`) is read once from the store and kept; a
 query costs one matrix-vector product (``|x|^2 - 2 x.q + |q|^2`` with the norms precomputed) and
 a partial sort. Filters (month, hour of day, date range, the window excluded around the query)
-are masks and slices over the sorted times. The :class:`Searcher` protocol is the seam where an
-approximate index (FAISS, say) would go for archives far beyond a million hours.
+are masks and slices over the sorted times. Behind the :class:`Searcher` protocol, a set of
+``ann_min_rows`` rows or more is searched approximately (:mod:`wxembed.index.ann`, FAISS) once
+its structure is built, unless a search asks for ``exact``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from wxembed.errors import EmbeddingError, EmbeddingIndexError
+from wxembed.index.ann import ANN_MIN_ROWS, approximate
 from wxembed.times import format_time, from_seconds, to_seconds
 
 log = logging.getLogger(__name__)
@@ -41,8 +45,8 @@ class Candidates:
 class Searcher(Protocol):
     """k-nearest-neighbour search over one model's embedding matrix (rows sorted by time).
 
-    :class:`ExactSearcher` is the only implementation; an approximate one (FAISS with an ID
-    selector for the candidates) would implement the same method.
+    :class:`ExactSearcher` reads every row; :class:`wxembed.index.ann.AnnSearcher` scans a few
+    lists of them (FAISS) and hands the queries it cannot answer well to an exact one.
     """
 
     metric: str
@@ -55,25 +59,128 @@ class Searcher(Protocol):
         ...
 
 
+_BLAS: list = []  # the threadpoolctl controller of numpy's BLAS, made once (costly to make)
+
+
 def _one_blas_thread():
     """One BLAS thread for a matrix-vector product: OpenBLAS's threads cost a fixed 8 ms a call
     on a busy 2-core machine (waking the second thread), more than the product itself up to
     10^5 rows, and no faster at 10^6 (memory-bound)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - scikit-learn brings it
+            return contextlib.nullcontext()
+        _BLAS.append(ThreadpoolController().select(user_api="blas"))
+    return _BLAS[0].limit(limits=1)
+
+
+_PLAIN_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2})?)?)?Z?")
+
+
+def _second(t) -> int:
+    """One time as int seconds since 1970 (UTC): :func:`wxembed.times.to_seconds`, without its
+    pandas round trip for the kinds a search is usually given (numpy times, plain ISO text)."""
+    if isinstance(t, np.datetime64) and not np.isnat(t):
+        return int(t.astype("datetime64[s]").astype(np.int64))
+    if isinstance(t, str) and _PLAIN_TIME.fullmatch(t):
+        with contextlib.suppress(ValueError):
+            return int(np.datetime64(t.rstrip("Z").replace(" ", "T"), "s").astype(np.int64))
+    return int(to_seconds(t)[0])
+
+
+class _Job:
+    """One query waiting for a pass (compared by identity)."""
+
+    __slots__ = ("q", "start", "stop", "done", "out", "error")
+
+    def __init__(self, q: np.ndarray, start: int, stop: int):
+        self.q, self.start, self.stop = q, start, stop
+        self.done, self.out, self.error = False, None, None
+
+
+class _SharedPass:
+    """Queries that arrive together share one pass over the matrix.
+
+    The product of a query with every row reads the whole matrix from memory (200 MB for a
+    million 50-number rows): that read, not the arithmetic, is its cost. A thread that finds a
+    pass running queues its query; when the pass ends, one queued thread computes every queued
+    query in one matrix-matrix product (one read for all of them) and hands each its row. A lone
+    query is computed at once, as before; under load (a web server's threads) the read is shared.
+    """
+
+    MAX_BATCH = 16
+    """Queries in one pass at most (the scores take ``MAX_BATCH * rows * 4`` bytes)."""
+
+    def __init__(self, product):
+        self._product = product  # (queries (b, d'), start, stop) -> scores (b, stop - start)
+        self._cond = threading.Condition()
+        self._queue: list[_Job] = []
+        self._busy = False
+
+    def scores(self, qrow: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """The scores of ``qrow`` against rows ``start:stop``, (stop - start,)."""
+        job = _Job(qrow, start, stop)
+        with self._cond:
+            self._queue.append(job)
+            while self._busy and not job.done:
+                self._cond.wait()
+            lead = not job.done
+            if lead:  # lead the next pass: this job and those queued before it
+                self._busy = True
+                self._queue.remove(job)
+                others = self._queue[: self.MAX_BATCH - 1]
+                del self._queue[: self.MAX_BATCH - 1]
+        if lead:
+            self._run([job, *others])
+        if job.error is not None:
+            raise job.error
+        return job.out
+
+    def _run(self, batch: list[_Job]) -> None:
+        try:
+            lo = min(j.start for j in batch)
+            hi = max(j.stop for j in batch)
+            out = self._product(np.stack([j.q for j in batch]), lo, hi)  # (b, hi - lo)
+            for i, j in enumerate(batch):
+                j.out = out[i, j.start - lo : j.stop - lo]
+        except BaseException as exc:  # every waiting query learns of it, not only this one
+            for j in batch:
+                j.error = exc
+        finally:
+            with self._cond:
+                for j in batch:
+                    j.done = True
+                self._busy = False
+                self._cond.notify_all()
+
+
+def _smallest(s: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest values of ``s`` (in no order; ties broken arbitrarily).
+
+    On a long ``s``, a sample's (k+1)-th smallest value bounds the k smallest from above (at
+    least k + 1 values are at or below it), so only the values at or below it are partitioned:
+    one comparison pass instead of a selection over a million values."""
+    m = len(s)
+    if k >= m:
+        return np.arange(m)
+    if m >= 16384 and k <= 512:
+        sample = s[:: m // 4096]  # >= 4096 values, more than k
+        bound = np.partition(sample, k)[k]
+        near = np.flatnonzero(s <= bound)  # >= k + 1 positions, about k * m / 4096
+        return near[np.argpartition(s[near], k - 1)[:k]]
+    return np.argpartition(s, k - 1)[:k]
 
 
 class ExactSearcher:
-    """Exact search in numpy: one matrix-vector product and a partial sort per query.
+    """Exact search in numpy: one matrix-vector product and a selection per query.
 
     The rows are kept transposed, ``(d, n)`` C-ordered, so the product streams memory in
     order (about 1.7 times faster than ``(n, d) @ q`` on one million rows here), on one BLAS
-    thread. Euclidean
-    distances are ranked by ``|x|^2 - 2 x.q`` (norms precomputed) and recomputed exactly for the
-    k returned; cosine distance is ``1 - x.q / (|x| |q|)``.
+    thread; queries from several threads at once share one pass over it (:class:`_SharedPass`).
+    Euclidean distances are ranked by ``|x|^2 - 2 x.q``, one product with the squared norms
+    kept as an extra row (``[x; |x|^2] . [-2q; 1]``), and recomputed exactly for the k
+    returned; cosine distance is ``1 - x.q / (|x| |q|)``. Safe to share between threads.
     """
 
     def __init__(self, matrix: np.ndarray, metric: str = "euclidean"):
@@ -81,32 +188,31 @@ class ExactSearcher:
             raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
         self.metric = metric
         self.matrix = np.asarray(matrix, dtype=np.float32)  # (n, d), for the exact re-ranking
-        cols = np.ascontiguousarray(self.matrix.T)  # (n, d) -> (d, n)
-        sq = np.einsum("ij,ij->j", cols, cols)  # (n,) squared norms
+        n, d = self.matrix.shape
+        cols = np.empty((d + 1, n), dtype=np.float32)  # (n, d) -> (d, n) and a row of norms
+        cols[:d] = self.matrix.T
+        cols[d] = np.einsum("ij,ij->j", cols[:d], cols[:d])  # (n,) squared norms
         if metric == "cosine":
-            norms = np.sqrt(sq)
+            norms = np.sqrt(cols[d])
             norms[norms == 0] = 1.0
-            cols /= norms[None, :]  # unit columns
-            self._sq = None
-        else:
-            self._sq = sq
+            cols[:d] /= norms[None, :]  # unit columns
+            cols = cols[:d]
         self._cols = cols
+        self._pass = _SharedPass(self._product)
+
+    def _product(self, queries: np.ndarray, start: int, stop: int) -> np.ndarray:
+        with _one_blas_thread():
+            return queries @ self._cols[:, start:stop]  # (b, d') @ (d', m) -> (b, m)
 
     def _scores(self, q: np.ndarray, start: int, stop: int) -> np.ndarray:
-        with _one_blas_thread():
-            return self._scores_unlimited(q, start, stop)
-
-    def _scores_unlimited(self, q: np.ndarray, start: int, stop: int) -> np.ndarray:
-        cols = self._cols[:, start:stop]  # (d, m)
+        """(stop - start,) scores, smaller is nearer: |x|^2 - 2 x.q, or cosine distance."""
         if self.metric == "cosine":
-            qn = q / (float(np.linalg.norm(q)) or 1.0)
-            s = qn @ cols  # (m,) cosine similarity
+            qrow = q / (float(np.linalg.norm(q)) or 1.0)
+            s = self._pass.scores(qrow, start, stop)  # cosine similarity
             np.subtract(1.0, s, out=s)  # -> cosine distance
             return s
-        s = q @ cols  # (m,) dot products
-        s *= -2.0
-        s += self._sq[start:stop]  # |x|^2 - 2 x.q; + |q|^2 is the same for every row
-        return s
+        qrow = np.append(-2.0 * q, np.float32(1.0)).astype(np.float32)  # (d + 1,)
+        return self._pass.scores(qrow, start, stop)
 
     def search(
         self, query: np.ndarray, k: int, candidates: Candidates
@@ -123,8 +229,7 @@ class ExactSearcher:
             b = min(stop, candidates.exclude[1]) - start
             if b > a:
                 s[a:b] = np.inf
-        k = min(k, len(s))
-        top = np.argpartition(s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+        top = _smallest(s, min(k, len(s)))
         top = top[np.isfinite(s[top])]
         rows = top + start
         if self.metric == "cosine":
@@ -147,7 +252,11 @@ class EmbeddingSet:
     """(n, d) float32 embeddings, row i valid at ``seconds[i]``."""
     _month: np.ndarray | None = field(default=None, repr=False)
     _hour: np.ndarray | None = field(default=None, repr=False)
+    ann_min_rows: int = ANN_MIN_ROWS
+    """Rows from which searches go approximate (:mod:`wxembed.index.ann`)."""
     _searchers: dict = field(default_factory=dict, repr=False)
+    _ann: dict = field(default_factory=dict, repr=False)  # metric -> ann.AnnSlot
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __len__(self) -> int:
         return len(self.seconds)
@@ -172,14 +281,21 @@ class EmbeddingSet:
             self._hour = ((self.seconds // 3600) % 24).astype(np.int8)
         return self._hour
 
-    def searcher(self, metric: str) -> Searcher:
-        if metric not in self._searchers:
-            self._searchers[metric] = ExactSearcher(self.matrix, metric)
-        return self._searchers[metric]
+    def searcher(self, metric: str, exact: bool = False, wait: bool = False) -> Searcher:
+        """The searcher of ``metric``: the exact one (built once, by one thread while the others
+        wait) with ``exact`` or below ``ann_min_rows`` rows; else the approximate one when it is
+        built (``wait``: build it now, as a server does at start; see :mod:`wxembed.index.ann`)."""
+        found = self._searchers.get(metric)
+        if found is None:
+            with self._lock:
+                found = self._searchers.get(metric)
+                if found is None:
+                    found = self._searchers[metric] = ExactSearcher(self.matrix, metric)
+        return found if exact else approximate(self, metric, found, wait)
 
     def row_of(self, time) -> int:
         """Row of an hour; :class:`EmbeddingIndexError` naming the nearest hours when absent."""
-        t = int(to_seconds(time)[0])
+        t = _second(time)
         i = int(np.searchsorted(self.seconds, t))
         if i < len(self.seconds) and self.seconds[i] == t:
             return i
@@ -238,6 +354,7 @@ def search_set(
     hours: Sequence[int] | None = None,
     start=None,
     end=None,
+    exact: bool = False,
 ) -> pd.DataFrame:
     """The ``k`` hours of ``vs`` nearest to ``query``: columns ``rank``, ``time``, ``distance``.
 
@@ -246,7 +363,9 @@ def search_set(
     that the matches are other days (24 h by default, as the original; 0 leaves out only
     the query hour itself; None leaves out nothing). ``months`` (1..12), ``hours`` (UTC hour
     of day, 0..23), ``start`` (inclusive) and ``end`` (exclusive) restrict the candidates.
-    Fewer than ``k`` rows come back only when the filters leave fewer candidates.
+    Fewer than ``k`` rows come back only when the filters leave fewer candidates. A big set is
+    searched approximately once its structure is built (:mod:`wxembed.index.ann`; ``exact``:
+    never).
     """
     if metric not in METRICS:
         raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -270,7 +389,7 @@ def search_set(
         q = vs.matrix[row]
         around = query if around is None else around
     cand = select_candidates(vs, exclude_hours, around, months, hours, start, end)
-    rows, dist = vs.searcher(metric).search(q, int(k), cand)
+    rows, dist = vs.searcher(metric, exact).search(q, int(k), cand)
     if len(rows) < k:
         log.info("only %d hours pass the filters (asked for %d)", len(rows), k)
     return pd.DataFrame(
@@ -288,14 +407,14 @@ def select_candidates(
     """The rows a search may return, from its filters (see :func:`search_set`)."""
     lo, hi = 0, len(vs)
     if start is not None:
-        lo = int(np.searchsorted(vs.seconds, to_seconds(start)[0], side="left"))
+        lo = int(np.searchsorted(vs.seconds, _second(start), side="left"))
     if end is not None:
-        hi = int(np.searchsorted(vs.seconds, to_seconds(end)[0], side="left"))
+        hi = int(np.searchsorted(vs.seconds, _second(end), side="left"))
     exclude = None
     if around is not None and exclude_hours is not None:
         if exclude_hours < 0:
             raise EmbeddingIndexError(f"exclude_hours must be >= 0, got {exclude_hours}")
-        t = int(to_seconds(around)[0])
+        t = _second(around)
         w = int(round(float(exclude_hours) * 3600))
         exclude = (
             int(np.searchsorted(vs.seconds, t - w, side="left")),

@@ -14,55 +14,57 @@ describe them), so re-embedding never duplicates a row and a failure leaves the 
 
 A model's ``(times, matrix)`` is read once with a bound-parameter query and kept as an
 :class:`~wxembed.index.search.EmbeddingSet`, which :mod:`wxembed.index.search` searches; no user
-value is ever pasted into SQL text.
+value is ever pasted into SQL text. The file is opened so that nothing stored in it runs
+(:mod:`wxembed.index.schema`), and one :class:`EmbeddingIndex` may be shared by threads (a web
+server's): a lock guards the connection, and searches run on the cached arrays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from wxembed.errors import EmbeddingError, EmbeddingIndexError
+from wxembed.index.schema import check_embedding_dim, connect
 from wxembed.index.search import EmbeddingSet, search_set
 from wxembed.model.checkpoint import ModelInfo
-from wxembed.times import to_seconds
+from wxembed.times import format_time, from_seconds, to_seconds
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS models (
-        model_id VARCHAR PRIMARY KEY,
-        arch VARCHAR NOT NULL,
-        embedding_dim INTEGER NOT NULL,
-        grid_json VARCHAR NOT NULL,
-        checkpoint VARCHAR,
-        archive VARCHAR,
-        created TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS embeddings (
-        model_id VARCHAR NOT NULL,
-        time TIMESTAMP NOT NULL,
-        embedding FLOAT[] NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS clusters (
-        model_id VARCHAR NOT NULL,
-        k INTEGER NOT NULL,
-        time TIMESTAMP NOT NULL,
-        cluster INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS centroids (
-        model_id VARCHAR NOT NULL,
-        k INTEGER NOT NULL,
-        cluster INTEGER NOT NULL,
-        n_hours BIGINT NOT NULL,
-        nearest_time TIMESTAMP,
-        centroid FLOAT[] NOT NULL)""",
-)
-_TABLES = ("models", "embeddings", "clusters", "centroids")
+
+def _read_shards(files: Sequence[str | Path], model_id: str) -> pa.Table:
+    """The ``time`` and ``embedding`` columns of Parquet shards as one Arrow table (read here,
+    not by DuckDB, whose connection reaches no file: see :mod:`wxembed.index.schema`)."""
+    import pyarrow.parquet as pq
+
+    files = [Path(f) for f in files]
+    if not files:
+        raise EmbeddingIndexError(f"no Parquet shards to load for model {model_id}")
+    parts = []
+    for f in files:
+        try:
+            parts.append(pq.read_table(f, columns=["time", "embedding"]))
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EmbeddingIndexError(
+                f"{f}: not a readable shard of model {model_id} ({first}); index left unchanged"
+            ) from None
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except pa.ArrowException as exc:
+        raise EmbeddingIndexError(
+            f"the shards of model {model_id} disagree on their columns ({exc}); "
+            "index left unchanged"
+        ) from None
 
 
 # ---- the index -------------------------------------------------------------------------------
@@ -81,41 +83,18 @@ class EmbeddingIndex:
             raise EmbeddingIndexError(f"{self.path}: no index here (run `wxembed embed` first)")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            first = str(exc).splitlines()[0]
-            raise EmbeddingIndexError(
-                f"{self.path}: not a readable DuckDB index ({first})"
-            ) from None
-        try:
-            self._con.execute("SET enable_progress_bar = false")
-            self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ -> TIMESTAMP stays UTC
-            if read_only:
-                have = {
-                    r[0]
-                    for r in self._con.execute(
-                        "SELECT table_name FROM information_schema.tables "
-                        "WHERE table_schema = 'main'"
-                    ).fetchall()
-                }
-                missing = [t for t in _TABLES if t not in have]
-                if missing:
-                    raise EmbeddingIndexError(
-                        f"{self.path}: not a wxembed index (no tables {', '.join(missing)})"
-                    )
-            else:
-                for statement in _SCHEMA:
-                    self._con.execute(statement)
-        except BaseException:
-            self._con.close()
-            raise
+        self._con = connect(self.path, read_only)  # see wxembed.index.schema
+        # One connection, used by one thread at a time: DuckDB refuses a second call on a busy
+        # connection ("connection is busy"), so every use holds this lock. The searches
+        # themselves run outside it, on the numpy arrays read once (cached below).
+        self._lock = threading.RLock()
         self._sets: dict[str, EmbeddingSet] = {}
         self._models: list[tuple] | None = None  # the models table, read once per write
 
     # ---- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        self._con.close()
+        with self._lock:
+            self._con.close()
 
     def __enter__(self) -> EmbeddingIndex:
         return self
@@ -126,11 +105,22 @@ class EmbeddingIndex:
     # ---- search -----------------------------------------------------------------------------
     def search(self, query, *, model_id: str | None = None, **filters) -> pd.DataFrame:
         """:func:`wxembed.index.search.search_set` over ``model_id``'s embeddings: the ``k``
-        nearest hours to ``query`` (a time in the index or a vector), with its filters."""
+        nearest hours to ``query`` (a time in the index or a vector), with its filters. Safe to
+        call from several threads at once (see :class:`~wxembed.index.search.ExactSearcher`)."""
         return search_set(self.vectors(model_id), query, **filters)
 
     def _sql(self, query: str, params: Sequence | dict | None = None):
+        """Run ``query`` on the connection, holding the lock; the cursor's rows must be fetched
+        inside it, so callers use :meth:`_fetch` or :meth:`_df`."""
         return self._con.execute(query, params if params is not None else [])
+
+    def _fetch(self, query: str, params: Sequence | dict | None = None) -> list[tuple]:
+        with self._lock:
+            return self._sql(query, params).fetchall()
+
+    def _df(self, query: str, params: Sequence | dict | None = None) -> pd.DataFrame:
+        with self._lock:
+            return self._sql(query, params).df()
 
     def _writable(self) -> None:
         if self.read_only:
@@ -139,22 +129,22 @@ class EmbeddingIndex:
     # ---- models -----------------------------------------------------------------------------
     def models(self) -> pd.DataFrame:
         """One row per model: its record and how many hours it has, oldest model first."""
-        return self._sql(
+        return self._df(
             """SELECT m.*, coalesce(e.n_hours, 0) AS n_hours, e.first, e.last
                FROM models m LEFT JOIN (
                    SELECT model_id, count(*) AS n_hours, min(time) AS first, max(time) AS last
                    FROM embeddings GROUP BY model_id) e USING (model_id)
                ORDER BY m.created, m.model_id"""
-        ).df()
+        )
 
     def model(self, model_id: str | None = None) -> ModelInfo:
         """The record of ``model_id``; with None, of the only model in the index."""
-        if self._models is None:
-            self._models = self._sql(
+        rows = self._models
+        if rows is None:
+            rows = self._models = self._fetch(
                 "SELECT model_id, arch, embedding_dim, grid_json, checkpoint, archive FROM models "
                 "ORDER BY created, model_id"
-            ).fetchall()
-        rows = self._models
+            )
         if not rows:
             raise EmbeddingIndexError(f"{self.path}: the index is empty (no models embedded yet)")
         ids = [r[0] for r in rows]
@@ -174,7 +164,7 @@ class EmbeddingIndex:
         return ModelInfo(
             model_id=row[0],
             arch=row[1],
-            embedding_dim=int(row[2]),
+            embedding_dim=check_embedding_dim(row[2], f"{self.path}: model {row[0]}"),
             grid_json=row[3],
             checkpoint=row[4] or "",
             archive=row[5] or "",
@@ -183,11 +173,9 @@ class EmbeddingIndex:
     def count(self, model_id: str | None = None) -> int:
         """Rows of ``model_id`` (of every model with None)."""
         if model_id is None:
-            return int(self._sql("SELECT count(*) FROM embeddings").fetchall()[0][0])
+            return int(self._fetch("SELECT count(*) FROM embeddings")[0][0])
         return int(
-            self._sql("SELECT count(*) FROM embeddings WHERE model_id = ?", [model_id]).fetchall()[
-                0
-            ][0]
+            self._fetch("SELECT count(*) FROM embeddings WHERE model_id = ?", [model_id])[0][0]
         )
 
     # ---- writing ----------------------------------------------------------------------------
@@ -210,24 +198,30 @@ class EmbeddingIndex:
         self._writable()
         if (parquet_files is None) == (table is None):
             raise ValueError("give either parquet_files or table")
+        check_embedding_dim(info.embedding_dim, f"model {info.model_id}")
+        if table is None:
+            table = _read_shards(parquet_files, info.model_id)
+        with self._lock:
+            n, replaced = self._replace_rows(info, table, expected_rows)
+            self._sets.pop(info.model_id, None)
+            self._models = None
+        log.info("%s: %s now has %d hours (%d replaced)", self.path, info.model_id, n, replaced)
+        return {"replaced": replaced, "inserted": int(n)}
+
+    def _replace_rows(self, info: ModelInfo, table, expected_rows: int | None) -> tuple[int, int]:
+        """:meth:`replace_model`'s transaction, the lock held: ``(new rows, old rows)``."""
         con = self._con
-        if table is not None:
-            con.register("_wxembed_new_rows", table)
-            source, params = "_wxembed_new_rows", []
-        else:
-            files = [str(f) for f in parquet_files]
-            if not files:
-                raise EmbeddingIndexError(f"no Parquet shards to load for model {info.model_id}")
-            source, params = "read_parquet(?)", [files]
+        con.register("_wxembed_new_rows", table)
         try:
             con.execute("BEGIN TRANSACTION")
             try:
-                n = self._stage_rows(info, source, params, expected_rows)
+                n = self._stage_rows(info, expected_rows)
                 replaced = self.count(info.model_id)
                 self._swap_rows(info)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(Exception):  # a failed COMMIT ends the transaction
+                    con.execute("ROLLBACK")  # itself: its error, not this one, says why
                 raise
         except EmbeddingIndexError:
             raise
@@ -238,16 +232,10 @@ class EmbeddingIndex:
                 "index left unchanged"
             ) from None
         finally:
-            if table is not None:
-                con.unregister("_wxembed_new_rows")
-        self._sets.pop(info.model_id, None)
-        self._models = None
-        log.info("%s: %s now has %d hours (%d replaced)", self.path, info.model_id, n, replaced)
-        return {"replaced": replaced, "inserted": int(n)}
+            con.unregister("_wxembed_new_rows")
+        return n, replaced
 
-    def _stage_rows(
-        self, info: ModelInfo, source: str, params: list, expected_rows: int | None
-    ) -> int:
+    def _stage_rows(self, info: ModelInfo, expected_rows: int | None) -> int:
         """Copy the new rows into a temporary table, one per hour, and check them; returns how
         many there are. :class:`EmbeddingIndexError` (nothing changed) when they do not fit."""
         con = self._con
@@ -255,9 +243,7 @@ class EmbeddingIndex:
             "CREATE OR REPLACE TEMP TABLE _wxembed_staged AS "
             "SELECT CAST(time AS TIMESTAMP) AS time, "
             "CAST(embedding AS FLOAT[]) AS embedding "
-            # source: a fixed name or "read_parquet(?)", never user text
-            f"FROM {source} QUALIFY row_number() OVER (PARTITION BY time) = 1",
-            params,
+            "FROM _wxembed_new_rows QUALIFY row_number() OVER (PARTITION BY time) = 1"
         )
         n, bad_len, bad_val = con.execute(
             "SELECT count(*), count(*) FILTER (len(embedding) != ?), "
@@ -326,28 +312,53 @@ class EmbeddingIndex:
 
     # ---- reading ----------------------------------------------------------------------------
     def vectors(self, model_id: str | None = None) -> EmbeddingSet:
-        """The model's embeddings as numpy arrays, read once and cached."""
+        """The model's embeddings as numpy arrays, read once and cached (one thread reads them
+        while the others wait). :class:`EmbeddingIndexError` when a row is not a whole
+        embedding of the model's length (NULL, too long or short, NaN or infinite values): a
+        damaged index answers no search rather than leaving rows out silently."""
         info = self.model(model_id)
         cached = self._sets.get(info.model_id)
-        if cached is not None:
-            return cached
+        if cached is None:
+            with self._lock:
+                cached = self._sets.get(info.model_id)  # read by another thread meanwhile?
+                if cached is None:
+                    cached = self._sets[info.model_id] = self._read_set(info)
+        return cached
+
+    def _read_set(self, info: ModelInfo) -> EmbeddingSet:
         d = info.embedding_dim
+        where = f"{self.path}: model {info.model_id}"
+        n, bad = self._sql(
+            "SELECT count(*), count(*) FILTER (time IS NULL OR embedding IS NULL "
+            "OR len(embedding) != ?) FROM embeddings WHERE model_id = ?",
+            [d, info.model_id],
+        ).fetchall()[0]
+        if n == 0:
+            raise EmbeddingIndexError(f"{where} has no embeddings")
+        if bad:
+            raise EmbeddingIndexError(
+                f"{where}: {bad} of {n} rows are not a time and an embedding of {d} numbers, as "
+                "the model's record says; the index is damaged: embed again (wxembed embed)"
+            )
         arrow = self._con.sql(
-            # d is an int from the models table, not user text
+            # d is an int of 1..MAX_EMBEDDING_DIM from the models table, not user text
             f"SELECT epoch(time)::BIGINT AS seconds, embedding::FLOAT[{d}] AS embedding "
             "FROM embeddings WHERE model_id = $model ORDER BY time",
             params={"model": info.model_id},
         ).to_arrow_table()
-        if arrow.num_rows == 0:
-            raise EmbeddingIndexError(f"{self.path}: model {info.model_id} has no embeddings")
         col = arrow.column("embedding")
         matrix = np.concatenate(
             [c.flatten().to_numpy(zero_copy_only=False).reshape(-1, d) for c in col.chunks]
-        ).astype(np.float32, copy=False)  # (n, d)
+        ).astype(np.float32, copy=False)  # (n, d); a NULL element reads as NaN
         seconds = arrow.column("seconds").to_numpy().astype(np.int64)
-        found = EmbeddingSet(info.model_id, seconds, np.ascontiguousarray(matrix))
-        self._sets[info.model_id] = found
-        return found
+        finite = np.isfinite(matrix).all(axis=1)  # (n,)
+        if not finite.all():
+            first = ", ".join(format_time(t) for t in from_seconds(seconds[~finite][:3]))
+            raise EmbeddingIndexError(
+                f"{where}: {int((~finite).sum())} of {n} embeddings hold NaN or infinite values "
+                f"(at {first}...); the index is damaged: embed again (wxembed embed)"
+            )
+        return EmbeddingSet(info.model_id, seconds, np.ascontiguousarray(matrix))
 
     def vector_at(self, time, model_id: str | None = None) -> np.ndarray:
         """(d,) embedding of one hour; the error names the nearest hours when it is absent."""
@@ -386,6 +397,10 @@ class EmbeddingIndex:
                 ),
             }
         )
+        with self._lock:
+            self._write_clusters(model_id, k, assign, cents)
+
+    def _write_clusters(self, model_id: str, k: int, assign: pa.Table, cents: pa.Table) -> None:
         con = self._con
         con.register("_wxembed_assign", assign)
         con.register("_wxembed_cents", cents)
@@ -405,7 +420,8 @@ class EmbeddingIndex:
                 )
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(Exception):  # a failed COMMIT ends the transaction
+                    con.execute("ROLLBACK")  # itself: its error, not this one, says why
                 raise
         finally:
             con.unregister("_wxembed_assign")
@@ -415,25 +431,25 @@ class EmbeddingIndex:
         """Stored k-means assignments: ``model_id``, ``k``, ``time``, ``cluster``."""
         info = self.model(model_id)
         if k is None:
-            return self._sql(
+            return self._df(
                 "SELECT * FROM clusters WHERE model_id = ? ORDER BY k, time", [info.model_id]
-            ).df()
-        return self._sql(
+            )
+        return self._df(
             "SELECT * FROM clusters WHERE model_id = ? AND k = ? ORDER BY time", [info.model_id, k]
-        ).df()
+        )
 
     def centroids(self, model_id: str | None = None, k: int | None = None) -> pd.DataFrame:
         """Stored centroids: ``model_id``, ``k``, ``cluster``, ``n_hours``, ``nearest_time``,
         ``centroid``."""
         info = self.model(model_id)
         if k is None:
-            return self._sql(
+            return self._df(
                 "SELECT * FROM centroids WHERE model_id = ? ORDER BY k, cluster", [info.model_id]
-            ).df()
-        return self._sql(
+            )
+        return self._df(
             "SELECT * FROM centroids WHERE model_id = ? AND k = ? ORDER BY cluster",
             [info.model_id, k],
-        ).df()
+        )
 
 
 __all__ = ["EmbeddingIndex"]

@@ -7,7 +7,7 @@
 - ``checkpoint.py``: the one owner of a checkpoint file (safe load, identity, grid check).
 - ``encoder.py``: a trained model in use, batched encode/decode on a device.
 
-Both networks share one interface (``encode``, ``decode``, ``forward``, ``training_pair``,
+Both networks share one interface (``encode``, ``decode``, ``forward``, ``training_terms``,
 ``from_work``, ``embedding_dim``, ``in_shape``, ``config``). Inputs are ``(batch, 1, ny, nx)``
 floats in [0, 1] (see :func:`normalise_raw`); ``in_shape`` is the grid's ``(ny, nx)`` and always
 comes from the archive.

@@ -22,8 +22,20 @@ same on each::
     pixel_shuffle(patch) -> crop to (wy, wx) -> clamp to [0, 1] (straight-through gradient)
     -> bilinear to (f wy, f wx) -> crop to (ny, nx)
 
+With ``eof_path`` (the default) a linear EOF path runs beside the convolutions::
+
+    embedding      = EOFs . (work - mean)  +  conv encoder's correction   (starts at 0)
+    reconstruction = clamp(mean + embedding . EOFs  +  conv decoder's residual)   (starts at 0)
+
+The mean and the ``embedding_dim`` leading EOFs of the working-grid images are fitted on the
+training hours before the first step (:meth:`FastAutoencoder.fit_data`, a few seconds) and kept
+fixed. So a new network *is* PCA of the same size on the working grid, already clamped to the
+physical range, and gradient steps only add what a linear code cannot: the decoder's
+non-linear residual (sharper, non-negative echo) and the encoder's correction. Without it, the
+network needs thousands of steps to find what PCA finds in closed form (``bench_representation``).
+
 Training compares the working-resolution reconstruction with the block means of the input
-(:meth:`FastAutoencoder.training_pair`), so a step never touches the full grid after the first
+(:meth:`FastAutoencoder.training_terms`), so a step never touches the full grid after the first
 pooling. The output clamp passes gradients through unchanged, so a pixel predicted below zero
 where the target has echo is still pushed up. Train it with
 :func:`wxembed.model.losses.logcosh_csi` (the default of ``wxembed train``).
@@ -32,8 +44,10 @@ where the target has echo is still pushed up. Train it with
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -75,12 +89,21 @@ class FastConfig:
     """Hidden width of the per-block output head."""
     activation: str = "silu"
     """Activation: one of relu, silu, gelu, leaky_relu."""
+    eof_path: bool = True
+    """Add a linear EOF (PCA) path beside the convolutions: the embedding is the working-grid
+    image's projection on its leading EOFs plus the encoder's learned correction, and the
+    reconstruction is the EOF synthesis plus the decoder's learned residual. The EOFs are fitted
+    on the training hours before the first step (:meth:`FastAutoencoder.fit_data`) and then
+    fixed; the learned parts start at zero, so training starts from PCA of the same size and
+    only has to improve on it."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, list):  # accept lists (e.g. from JSON), store tuples
                 object.__setattr__(self, f.name, tuple(v))
+        if not isinstance(self.eof_path, bool):
+            raise ModelError(f"fast network: eof_path must be true or false, got {self.eof_path!r}")
         for name in ("embedding_dim", "work_pixels", "patch", "code_channels", "head_hidden"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -182,6 +205,20 @@ class FastAutoencoder(nn.Module):
         for module in self.modules():
             if isinstance(module, ResBlock):
                 module.zero_last()
+        if cfg.eof_path:
+            self._add_eof_path(cfg)
+
+    def _add_eof_path(self, cfg: FastConfig) -> None:
+        """Buffers of the EOF path (filled by :meth:`fit_data`); the learned parts start at 0."""
+        wy, wx = self.work_shape
+        d = cfg.embedding_dim
+        # kept in float16 (used in float32): d x wy*wx numbers are most of a checkpoint's size
+        self.register_buffer("eof_mean", torch.zeros(1, 1, wy, wx, dtype=torch.float16))
+        self.register_buffer("eofs", torch.zeros(d, wy * wx, dtype=torch.float16))
+        self.register_buffer("eof_scale", torch.ones(d))  # spread of each EOF's coefficient
+        for layer in (self.to_embedding, self.head[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def _build(self, cfg: FastConfig, act: type[nn.Module]) -> None:
         w, stages = cfg.widths, len(cfg.widths)
@@ -231,8 +268,35 @@ class FastAutoencoder(nn.Module):
         up = F.interpolate(y, size=(wy * f, wx * f), mode="bilinear", align_corners=False)
         return up[..., :ny, :nx]  # (B, 1, wy*f, wx*f) -> (B, 1, ny, nx)
 
+    @torch.no_grad()
+    def fit_data(self, batches: Iterable[Tensor]) -> None:
+        """Fit the EOF path on training images (batches of (B, 1, ny, nx) in [0, 1]): their mean
+        and leading ``embedding_dim`` EOFs on the working grid (a randomised SVD,
+        :func:`torch.svd_lowrank`). Without the EOF path there is nothing to fit."""
+        if not self.config.eof_path:
+            return
+        stack = torch.cat([self.to_work(b.float()).flatten(1).cpu() for b in batches])
+        d = self.config.embedding_dim
+        if len(stack) < 2:
+            raise ModelError("fast network: fitting the EOF path needs two or more images")
+        mean = stack.mean(0)
+        _, _, v = torch.svd_lowrank(stack - mean, q=min(d + 10, *stack.shape), niter=4)
+        eofs = torch.zeros_like(self.eofs)
+        eofs[: v.shape[1]] = v[:, :d].T.to(eofs)  # fewer images than numbers: the rest stay 0
+        eofs = eofs.half()
+        scale = ((stack - mean) @ eofs.float().T.cpu()).std(0).clamp(min=1e-3)
+        self.eof_mean.copy_(mean.view_as(self.eof_mean))
+        self.eofs.copy_(eofs)
+        self.eof_scale.copy_(scale)
+
     def encode_work(self, x: Tensor) -> Tensor:
         """(B, 1, wy, wx) on the working grid -> (B, embedding_dim)."""
+        z = self._encode_conv(x)
+        if self.config.eof_path:  # the EOF coefficients plus the learned correction
+            z = z + (x - self.eof_mean.float()).flatten(1) @ self.eofs.float().T
+        return z
+
+    def _encode_conv(self, x: Tensor) -> Tensor:
         (wy, wx), (py, px) = self.work_shape, self.padded_shape
         x = F.pad(x, (0, px - wx, 0, py - wy))  # -> (B, 1, py, px), zeros at the end
         h = F.pixel_unshuffle(x, self.config.patch)  # -> (B, patch**2, py/patch, px/patch)
@@ -245,7 +309,9 @@ class FastAutoencoder(nn.Module):
     def decode_work(self, z: Tensor) -> Tensor:
         """(B, embedding_dim) -> (B, 1, wy, wx) in [0, 1], on the working grid."""
         ly, lx = self.config.latent
-        h = self.from_embedding(z).reshape(z.shape[0], -1, ly, lx)  # -> (B, C, ly, lx)
+        eof = self.config.eof_path
+        h = self.from_embedding(z / self.eof_scale if eof else z)  # EOF coefficients scaled to ~1
+        h = h.reshape(z.shape[0], -1, ly, lx)  # -> (B, C, ly, lx)
         h = F.interpolate(h, size=self.coarse_shape, mode="bilinear", align_corners=False)
         h = self.from_code(h)  # -> (B, widths[-1], py/m, px/m)
         for stage in self.dec_stages:
@@ -253,7 +319,10 @@ class FastAutoencoder(nn.Module):
         h = self.head(h)  # -> (B, patch**2, py/patch, px/patch)
         y = F.pixel_shuffle(h, self.config.patch)  # -> (B, 1, py, px)
         wy, wx = self.work_shape
-        return self.out(y[..., :wy, :wx])  # -> (B, 1, wy, wx)
+        y = y[..., :wy, :wx]  # -> (B, 1, wy, wx)
+        if eof:  # the learned residual on top of the EOF synthesis
+            y = y + self.eof_mean.float() + (z @ self.eofs.float()).view(-1, 1, wy, wx)
+        return self.out(y)
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, 1, ny, nx) in [0, 1] -> (B, embedding_dim)."""
@@ -268,8 +337,9 @@ class FastAutoencoder(nn.Module):
         """(B, 1, ny, nx) -> reconstruction of the same shape, in [0, 1]."""
         return self.decode(self.encode(x))
 
-    def training_pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(reconstruction, target)`` on the working grid, for the training loss."""
+    def training_terms(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(reconstruction, target, embedding)`` on the working grid, for the training loss."""
         check_input(x, self.in_shape, "fast")
         target = self.to_work(x)
-        return self.decode_work(self.encode_work(target)), target
+        z = self.encode_work(target)
+        return self.decode_work(z), target, z

@@ -179,10 +179,15 @@ class SeedAutoencoder(nn.Module):
         """(B, 1, ny, nx) -> reconstruction of the same shape."""
         return self.decode(self.encode(x))
 
-    def training_pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(reconstruction, target)`` for the training loss: on the full grid, as the original."""
-        return self.forward(x), x
+    def training_terms(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(reconstruction, target, embedding)`` for the training loss: on the full grid, as
+        the original."""
+        z = self.encode(x)
+        return self.decode(z), x, z
 
     def from_work(self, y: Tensor) -> Tensor:
         """The reconstruction on the grid: this network works on the grid itself."""
         return y
+
+    def fit_data(self, batches) -> None:
+        """Nothing is fitted before training: the original learns everything by gradient."""

@@ -7,7 +7,7 @@ import torch
 
 from wxembed.model import build_model
 from wxembed.model.common import normalise_raw
-from wxembed.model.losses import LOSSES, scheduled_lr
+from wxembed.model.losses import LOSSES, distance_loss, scheduled_lr
 from wxembed.reflectivity import ADD_OFFSET, NODATA, SCALE_FACTOR, unit_to_dbz
 
 
@@ -41,6 +41,7 @@ class AutoencoderModule(L.LightningModule):
         loss: str = "logcosh",
         lr: float = 1e-3,
         schedule: str = "constant",
+        distance_weight: float = 0.0,
         grid_json: str = "",
         archive: str = "",
         val_start: str = "",
@@ -64,8 +65,10 @@ class AutoencoderModule(L.LightningModule):
 
     def _step(self, raw: torch.Tensor, stage: str) -> torch.Tensor:
         x = self._inputs(raw)
-        recon, target = self.net.training_pair(x)  # on the network's working grid
+        recon, target, code = self.net.training_terms(x)  # on the network's working grid
         loss = self.loss_fn(recon.float(), target.float())
+        if self.hparams.distance_weight:  # code distances that rank hours as pixels do
+            loss = loss + self.hparams.distance_weight * distance_loss(code, target)
         self.log(
             f"{stage}_loss",
             loss,

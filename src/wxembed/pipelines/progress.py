@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from wxembed.pipelines.workers import owned_folder
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,10 @@ class Ledger:
 
 @contextmanager
 def temporary_ledger() -> Iterator[Ledger]:
-    """A ledger in a fresh temporary folder, removed afterwards."""
-    folder = tempfile.mkdtemp(prefix=LEDGER_PREFIX)
-    try:
+    """A ledger in a fresh temporary folder, removed afterwards; the folders of runs that were
+    killed are removed by the next one (see :func:`~wxembed.pipelines.workers.owned_folder`)."""
+    with owned_folder(LEDGER_PREFIX) as folder:
         yield Ledger(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

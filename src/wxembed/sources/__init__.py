@@ -9,7 +9,10 @@ coverage). The archive and everything after it only ever see DecodedFields.
     http       one hour of the public HRRR archive, fetched by HTTP byte range
     mrms       MRMS reflectivity composites (GRIB2 on a lat/lon grid)
     fmi        FMI composites of Finland (PGM)
-    formats    which reader reads a file: kinds by content, the reader registry
+    odim       ODIM HDF5 composites and images (OPERA, national radar services)
+    netcdf     CF NetCDF reflectivity (NetCDF-3 or -4), one or many times a file
+    formats    which reader reads a file: kinds by content, the reader registry, and the
+               cutting and coarsening ingest applies (--bbox, --coarsen)
     synthetic  seeded synthetic storms on any grid
 """
 

@@ -33,11 +33,15 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import re
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyproj
@@ -45,6 +49,7 @@ import pyproj
 from wxembed.errors import SourceError
 from wxembed.grid import Grid
 from wxembed.sources import DecodedField
+from wxembed.sources.grib import MAX_POINTS
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +69,42 @@ _HEADER_BYTES = 16384  # enough for any FMI header; the raster follows it
 _TIME_IN_NAME = re.compile(r"(?<!\d)(\d{12})(?!\d)")
 
 
-def _open_bytes(path: Path, limit: int | None = None) -> bytes:
-    """The file's bytes, un-gzipped when it starts with the gzip magic (``limit``: at most)."""
+@contextmanager
+def _open_stream(path: Path) -> Iterator[BinaryIO]:
+    """The file for reading, through gzip when it starts with the gzip magic; its read errors
+    (a truncated or corrupt gzip stream) become :class:`SourceError` naming the file."""
     if not path.is_file():
-        raise SourceError(f"{path}: no such FMI PGM file")
+        kind = "a folder, not an FMI PGM file" if path.is_dir() else "no such FMI PGM file"
+        raise SourceError(f"{path}: {kind}")
     try:
-        with open(path, "rb") as f:
-            gzipped = f.read(2) == _GZIP_MAGIC
-        opener = gzip.open if gzipped else open
-        with opener(path, "rb") as f:
-            return f.read() if limit is None else f.read(limit)
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == _GZIP_MAGIC
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else nullcontext(raw) as f:
+                yield f
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(
             f"{path}: cannot read as an FMI PGM file (.pgm or .pgm.gz): {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _read_image(path: Path) -> tuple[dict[str, list[str]], int, int, bytes]:
+    """(header fields, width, height, raster bytes): only as many bytes as the header declares
+    are read (decompressed), so a file that expands to gigabytes costs no more than its image."""
+    with _open_stream(path) as f:
+        head = f.read(_HEADER_BYTES)
+        meta, nx, ny, _maxval, offset = _parse_header(head, path)
+        need = nx * ny
+        raster = head[offset : offset + need]
+        if len(raster) < need:
+            raster += f.read(need - len(raster))
+        if len(raster) < need:
+            raise SourceError(
+                f"{path}: truncated PGM, {len(raster)} raster bytes for {ny} x {nx} = {need} pixels"
+            )
+        if len(head) > offset + need or f.read(1):
+            log.debug("%s: bytes after the image ignored", path)
+    return meta, nx, ny, raster
 
 
 def _parse_header(data: bytes, path: Path) -> tuple[dict[str, list[str]], int, int, int, int]:
@@ -115,6 +142,11 @@ def _parse_header(data: bytes, path: Path) -> tuple[dict[str, list[str]], int, i
         raise SourceError(
             f"{path}: expected an 8-bit PGM, got width={width} height={height} maxval={maxval}"
         )
+    if width * height > MAX_POINTS:
+        raise SourceError(
+            f"{path}: the PGM header declares {width} x {height} pixels, more than the "
+            f"{MAX_POINTS:,} wxembed reads"
+        )
     return meta, width, height, maxval, pos + 1
 
 
@@ -126,8 +158,8 @@ def _field(meta: dict[str, list[str]], key: str, path: Path, count: int = 1) -> 
         values = [float(p) for p in parts[:count]]
     except ValueError:
         values = []
-    if len(values) != count:
-        raise SourceError(f"{path}: '# {key} {meta[key][0]}' is not {count} number(s)")
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise SourceError(f"{path}: '# {key} {meta[key][0]}' is not {count} finite number(s)")
     return values
 
 
@@ -153,14 +185,23 @@ def _grid(meta: dict[str, list[str]], nx: int, ny: int, path: Path) -> Grid:
     (my,) = _field(meta, "metersperpixel_y", path)
     bl = _field(meta, "bottomleft", path, 2)
     tr = _field(meta, "topright", path, 2)
+    if mx <= 0 or my <= 0:
+        raise SourceError(f"{path}: metersperpixel_x/_y must be positive, got {mx:g}, {my:g}")
+    if not all(-90 <= lat <= 90 for lat in (lat_0, lat_ts, bl[1], tr[1])):
+        raise SourceError(f"{path}: a latitude of the FMI projection header is beyond +/-90")
     crs = (
         f"+proj=stere +lat_0={lat_0:g} +lon_0={lon_0:g} +lat_ts={lat_ts:g} "
         f"+R={FMI_EARTH_RADIUS:.0f} +units=m +no_defs"
     )
-    to_xy = pyproj.Transformer.from_crs(
-        pyproj.CRS(crs).geodetic_crs, pyproj.CRS(crs), always_xy=True
-    )
+    try:
+        to_xy = pyproj.Transformer.from_crs(
+            pyproj.CRS(crs).geodetic_crs, pyproj.CRS(crs), always_xy=True
+        )
+    except pyproj.exceptions.ProjError as exc:
+        raise SourceError(f"{path}: PROJ refuses the header's projection ({exc})") from None
     (x_bl, x_tr), (y_bl, y_tr) = to_xy.transform([bl[0], tr[0]], [bl[1], tr[1]])
+    if not all(math.isfinite(v) for v in (x_bl, x_tr, y_bl, y_tr)):
+        raise SourceError(f"{path}: the header's corners cannot be placed on its projection")
     off_x, off_y = x_bl + nx * mx - x_tr, y_bl + ny * my - y_tr
     if max(abs(off_x), abs(off_y)) > 0.5 * min(mx, my):
         log.warning(
@@ -189,17 +230,8 @@ def read_fmi(path: str | os.PathLike) -> DecodedField:
     projection and ``obstime``.
     """
     path = Path(path)
-    data = _open_bytes(path)
-    meta, nx, ny, _maxval, offset = _parse_header(data, path)
-    need = nx * ny
-    have = len(data) - offset
-    if have < need:
-        raise SourceError(
-            f"{path}: truncated PGM, {have} raster bytes for {ny} x {nx} = {need} pixels"
-        )
-    if have > need:
-        log.debug("%s: %d bytes after the image ignored", path, have - need)
-    raw = np.frombuffer(data, dtype=np.uint8, count=need, offset=offset).reshape(ny, nx)
+    meta, nx, ny, data = _read_image(path)
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(ny, nx)
     dbz = raw.astype(np.float32) * np.float32(SCALE_FACTOR) + np.float32(ADD_OFFSET)
     dbz[raw == FMI_NODATA] = np.nan
     return DecodedField(
@@ -216,8 +248,8 @@ def fmi_time(path: str | os.PathLike) -> np.datetime64:
             return np.datetime64(datetime.strptime(match.group(1), "%Y%m%d%H%M"), "s")
         except ValueError:
             pass
-    data = _open_bytes(path, limit=_HEADER_BYTES)
-    meta = _parse_header(data, path)[0]
+    with _open_stream(path) as f:
+        meta = _parse_header(f.read(_HEADER_BYTES), path)[0]
     return _obstime(meta, path)
 
 

@@ -28,6 +28,12 @@ REFC = (0, 16, 196)
 _PARAMETER_KEYS = ("discipline", "parameterCategory", "parameterNumber")
 NO_ECHO_DBZ = ADD_OFFSET
 """What a missing point inside a field becomes: no echo, the archive's lowest value (-32)."""
+PLAUSIBLE_DBZ = (-100.0, 100.0)
+"""Reflectivity a radar or a model can report, in dBZ. A value outside (an infinity, NaN, 1e30,
+a fill value written without a bitmap) is not a measurement: it counts as a missing point."""
+MAX_POINTS = 100_000_000
+"""The most grid points a message may declare (a 10,000 x 10,000 grid; MRMS CONUS has 24.5
+million): more is refused before its values are decoded, which would take 8 bytes a point."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,29 @@ def _earth_radius(handle) -> float:
     return 6371229.0
 
 
+def implausible(values: np.ndarray) -> np.ndarray:
+    """True where ``values`` are not reflectivity at all (outside :data:`PLAUSIBLE_DBZ`, or NaN)."""
+    lo, hi = PLAUSIBLE_DBZ
+    with np.errstate(invalid="ignore"):
+        return ~((values >= lo) & (values <= hi))
+
+
+def check_points(handle, path: Path | str, what: str = "the message") -> int:
+    """The number of values decoding ``handle`` would give; :class:`SourceError` before any is
+    decoded when the message declares more than :data:`MAX_POINTS` (a crafted header can ask
+    for gigabytes in a few hundred bytes)."""
+    ec = load_eccodes()
+    n = max(
+        int(ec.codes_get(handle, "numberOfDataPoints")), int(ec.codes_get_size(handle, "values"))
+    )
+    if n > MAX_POINTS:
+        raise SourceError(
+            f"{path}: {what} declares {n:,} grid points, more than the {MAX_POINTS:,} wxembed "
+            "decodes (a damaged or crafted header?)"
+        )
+    return n
+
+
 def _describe(handle) -> str:
     ec = load_eccodes()
     parts = []
@@ -168,8 +197,8 @@ def _scan(path: Path, want: tuple[int, int, int] | None):
     The caller releases yielded handles.
     """
     ec = load_eccodes()
-    if not path.exists():
-        raise SourceError(f"{path}: no such file")
+    if not path.is_file():
+        raise SourceError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     with open(path, "rb") as fh:
         index = 0
         while True:
@@ -203,48 +232,76 @@ def decode_refc(path: str | Path, *, grid_name: str = "") -> DecodedField:
 
     Raises :class:`MissingHour` when the file holds no REFC message (the message lists what it
     does hold) and :class:`SourceError` when it is missing, truncated or corrupt. Points flagged
-    missing in the message become no echo and are counted in ``missing_values``.
+    missing in the message, and values that are no reflectivity (infinities, 1e30), become no
+    echo and are counted in ``missing_values``.
     """
-    ec = load_eccodes()
     path = Path(path)
     held: list[str] = []
     for desc, handle in _scan(path, want=REFC):
         if handle is None:
             held.append(desc)
             continue
-        try:
-            grid = grid_from_message(handle, name=grid_name)
-            values = ec.codes_get_values(handle)
-            missing_value = ec.codes_get(handle, "missingValue")
-            has_bitmap = ec.codes_get(handle, "bitmapPresent")
-            time = _valid_time(handle)
-        except GridError as exc:
-            raise SourceError(f"{path}: REFC message: {exc}") from None
-        except Exception as exc:
-            raise SourceError(f"{path}: REFC message is damaged or truncated ({exc})") from None
-        finally:
-            ec.codes_release(handle)
-        if values.size != grid.size:
-            raise SourceError(
-                f"{path}: REFC has {values.size} values, expected {grid.size} for {grid.describe()}"
-            )
-        missing = ~np.isfinite(values)
-        if has_bitmap:
-            missing |= values == missing_value
-        n_missing = int(missing.sum())
-        dbz = np.where(missing, NO_ECHO_DBZ, values).astype(np.float32)
-        dbz = dbz.reshape(grid.shape)  # (ny*nx,) -> (ny, nx): GRIB rows are i-fastest
-        if n_missing:
-            log.info("%s: %d missing points stored as no echo", path, n_missing)
-        return DecodedField(
-            time=time, grid=grid, dbz=dbz, source=str(path), missing_values=n_missing
-        )
+        return _decode_handle(handle, str(path), grid_name)
     if not held:
         raise SourceError(f"{path}: not a GRIB2 file (no GRIB2 messages in it)")
     raise MissingHour(
         f"{path}: no REFC message (discipline 0, category 16, number 196); "
         f"it holds: {'; '.join(held)}"
     )
+
+
+def decode_refc_message(data: bytes, *, source: str, grid_name: str = "") -> DecodedField:
+    """REFC from the bytes of one GRIB2 message (as fetched by byte range), with no file in
+    between; errors as :func:`decode_refc`'s, naming ``source``."""
+    ec = load_eccodes()
+    handle = None
+    try:
+        handle = ec.codes_new_from_message(data)
+        key = tuple(ec.codes_get(handle, k) for k in _PARAMETER_KEYS)
+        desc = _describe(handle)
+    except Exception as exc:  # eccodes raises several types for damaged messages
+        if handle is not None:
+            ec.codes_release(handle)
+        raise SourceError(f"{source}: not a readable GRIB2 message ({exc})") from None
+    if key != REFC:
+        ec.codes_release(handle)
+        raise MissingHour(
+            f"{source}: no REFC message (discipline 0, category 16, number 196); it holds: {desc}"
+        )
+    return _decode_handle(handle, source, grid_name)
+
+
+def _decode_handle(handle, source: str, grid_name: str) -> DecodedField:
+    """The REFC message ``handle`` (released here) as a :class:`DecodedField`."""
+    ec = load_eccodes()
+    try:
+        grid = grid_from_message(handle, name=grid_name)
+        check_points(handle, source, "its REFC message")
+        values = ec.codes_get_values(handle)
+        missing_value = ec.codes_get(handle, "missingValue")
+        has_bitmap = ec.codes_get(handle, "bitmapPresent")
+        time = _valid_time(handle)
+    except GridError as exc:
+        raise SourceError(f"{source}: REFC message: {exc}") from None
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"{source}: REFC message is damaged or truncated ({exc})") from None
+    finally:
+        ec.codes_release(handle)
+    if values.size != grid.size:
+        raise SourceError(
+            f"{source}: REFC has {values.size} values, expected {grid.size} for {grid.describe()}"
+        )
+    missing = implausible(values)  # infinities, NaN, 1e30 and the like
+    if has_bitmap:
+        missing |= values == missing_value
+    n_missing = int(missing.sum())
+    dbz = np.where(missing, NO_ECHO_DBZ, values).astype(np.float32)
+    dbz = dbz.reshape(grid.shape)  # (ny*nx,) -> (ny, nx): GRIB rows are i-fastest
+    if n_missing:
+        log.info("%s: %d missing points stored as no echo", source, n_missing)
+    return DecodedField(time=time, grid=grid, dbz=dbz, source=source, missing_values=n_missing)
 
 
 # ---- encoding ----------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def find_layout_files(root: str | Path, fxx: int | None = 0) -> list[Path]:
         if fxx is None
         else f"hrrr.*/conus/hrrr.t*z.wrfsfcf{fxx:02d}.grib2"
     )
-    return sorted(p for p in Path(root).glob(pattern) if valid_time_from_path(p) is not None)
+    found = Path(root).glob(pattern)  # files only: a folder named like one is no input
+    return sorted(p for p in found if valid_time_from_path(p) is not None and p.is_file())
 
 
 # ---- the public archive: mirrors, URLs and .idx sidecars ----------------------------------------
@@ -156,16 +157,16 @@ class IdxEntry:
 def parse_idx(text: str, *, source: str = ".idx") -> list[IdxEntry]:
     """The lines of a ``.idx`` inventory; :class:`SourceError` on anything that is not one."""
     entries = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): \x85 is no line end
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         parts = line.split(":")
         if len(parts) < 6 or not parts[2].startswith("d="):
             raise SourceError(f"{source}: line {n} is not a GRIB2 inventory line: {line[:120]!r}")
-        try:
-            offset = int(parts[1])
-        except ValueError:
-            raise SourceError(f"{source}: line {n} has no byte offset: {line[:120]!r}") from None
+        if not (parts[1].isascii() and parts[1].isdigit()):  # int() would take -5, 1_0, ٣
+            raise SourceError(f"{source}: line {n} has no byte offset: {line[:120]!r}")
+        offset = int(parts[1])
         extra = ":".join(parts[6:]).rstrip(":")
         entries.append(IdxEntry(parts[0], offset, parts[2][2:], *parts[3:6], extra))
     if not entries:

@@ -11,24 +11,24 @@ exponential backoff and jitter. :mod:`wxembed.pipelines.fetch` runs it over many
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from wxembed import __version__
 from wxembed.errors import MissingHour, SourceError, TransientFetchError
 from wxembed.sources import DecodedField
 from wxembed.sources import hrrr as layout
-from wxembed.sources.grib import decode_refc
+from wxembed.sources.grib import decode_refc_message
 from wxembed.times import format_time
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,14 @@ class FetchConfig:
     read_timeout: float = 30.0
     """Seconds to wait for the server between two reads (a stalled response is retried)."""
     request_timeout: float = 300.0
-    """Wall-clock limit, in seconds, for one response's body (a trickling one is retried)."""
+    """Wall-clock limit, in seconds, for one response's body, however slowly it trickles in
+    (checked after every read from the socket; a response cut off is retried)."""
+    max_idx_bytes: int = 1 << 20
+    """The largest ``.idx`` read, in bytes (a real one is about 10 kB): a larger body is no
+    inventory, and is refused unread (by its Content-Length) or as soon as it passes this."""
+    max_message_bytes: int = 64 << 20
+    """The largest GRIB2 message read, in bytes (HRRR's REFC is about 1 MB): a range the
+    ``.idx`` or the message's own header makes larger is refused, not downloaded."""
     retries: int = 4
     """Retries of one request on a mirror after 5xx/429, timeouts and dropped connections."""
     backoff: float = 1.0
@@ -152,31 +159,89 @@ def http_get(
             problem, retry_after = str(exc), exc.retry_after
         except _BAD_URL as exc:
             raise SourceError(f"{url}: not a URL that can be fetched ({exc})") from None
-        except (requests.exceptions.RequestException, OSError) as exc:
+        except (
+            requests.exceptions.RequestException,
+            urllib3.exceptions.HTTPError,  # raised by reading the body (a timeout, a cut)
+            http.client.HTTPException,
+            OSError,
+        ) as exc:
             problem = f"{type(exc).__name__}: {exc}"
     raise SourceError(f"{url}: gave up after {attempts} attempts; last: {problem}")
 
 
 def _read_response(resp, url: str, byte_range, config: FetchConfig, stats: FetchStats) -> bytes:
-    """The inclusive ``byte_range`` of the file (all of it when None) from one response, checked
-    against its status and the lengths the server states."""
+    """The inclusive ``byte_range`` of the file (all of it when None: an ``.idx``) from one
+    response, checked against its status and the lengths the server states; never more bytes
+    than the range (or :attr:`FetchConfig.max_idx_bytes`) needs."""
     _check_status(resp, url, byte_range)
+    body = _Body(resp, config, stats)
+    length = resp.headers.get("Content-Length")
+    length = int(length) if length and length.isdigit() else None
+    if byte_range is None:  # an .idx: small, or not an inventory at all
+        limit = config.max_idx_bytes
+        if length is not None and length > limit:
+            raise SourceError(
+                f"{url}: {length:,} bytes, more than the {limit:,} an .idx inventory may have"
+            )
+        if not body.read_to(limit + 1 if length is None else length) and length is not None:
+            raise TransientFetchError(f"short body: {len(body.data)} of {length} bytes")
+        if len(body.data) > limit:
+            raise SourceError(f"{url}: more than the {limit:,} bytes an .idx inventory may have")
+        return bytes(body.data)
     if resp.status_code == 206:
         expected = _partial_length(resp, url, byte_range, stats)
-        return _read_body(resp, expected, config, stats)
-    length = resp.headers.get("Content-Length")
-    if byte_range is None:
-        return _read_body(resp, None if length is None else int(length), config, stats)
+        _check_message_size(expected, url, config)
+        return body.exactly(0, expected)
     # 200 to a Range request: the server sends the whole file; keep the range from it
     log.warning("%s: the server ignores Range requests; reading the file from its start", url)
     if length is not None:
-        stats.file_size = int(length)
+        stats.file_size = length
     first, last = byte_range
-    expected = last + 1 if last is not None else None
-    if expected is None and length is not None:
-        expected = int(length)
-    body = _read_body(resp, expected, config, stats, stop_at_expected=True)
-    return body[first:expected]
+    if last is None:  # the file's last message: its own header says how long it is
+        head = body.exactly(first, 16)
+        last = first + (int.from_bytes(head[8:16], "big") if head[:4] == b"GRIB" else 16) - 1
+    _check_message_size(last - first + 1, url, config)
+    return body.exactly(first, last - first + 1)
+
+
+def _check_message_size(size: int, url: str, config: FetchConfig) -> None:
+    if size > config.max_message_bytes:
+        raise SourceError(
+            f"{url}: the message would be {size:,} bytes, more than the "
+            f"{config.max_message_bytes:,} a REFC message may have (a damaged .idx or header?)"
+        )
+
+
+class _Body:
+    """A response body read a socket read at a time, against one deadline: a body that
+    trickles in (a byte every few seconds, never tripping the read timeout) is cut off at
+    :attr:`FetchConfig.request_timeout`, and nothing past what is asked for is read."""
+
+    def __init__(self, resp, config: FetchConfig, stats: FetchStats):
+        self.resp, self.config, self.stats = resp, config, stats
+        self.deadline = time.monotonic() + config.request_timeout
+        self.data = bytearray()
+
+    def read_to(self, n: int) -> bool:
+        """Read until ``n`` bytes in all are in hand; False when the body ended first."""
+        while len(self.data) < n:
+            chunk = self.resp.raw.read1(min(1 << 16, n - len(self.data)), decode_content=True)
+            if not chunk:
+                return False
+            self.data += chunk
+            self.stats.bytes += len(chunk)
+            if time.monotonic() > self.deadline and len(self.data) < n:
+                raise TransientFetchError(
+                    f"the body took over {self.config.request_timeout:g} s "
+                    f"({len(self.data):,} bytes by then)"
+                )
+        return True
+
+    def exactly(self, first: int, size: int) -> bytes:
+        """Bytes ``first`` to ``first + size - 1`` of the body (a short body is retried)."""
+        if not self.read_to(first + size):
+            raise TransientFetchError(f"short body: {len(self.data)} of {first + size} bytes")
+        return bytes(self.data[first : first + size])
 
 
 def _check_status(resp, url: str, byte_range) -> None:
@@ -217,27 +282,6 @@ def _partial_length(resp, url: str, byte_range, stats: FetchStats) -> int:
     return got_last - got_first + 1
 
 
-def _read_body(
-    resp, expected: int | None, config: FetchConfig, stats: FetchStats, *, stop_at_expected=False
-) -> bytes:
-    """The body, at least ``expected`` bytes when given (a short one is retried); with
-    ``stop_at_expected``, the connection is dropped once they are in hand."""
-    deadline = time.monotonic() + config.request_timeout
-    chunks, received = [], 0
-    for chunk in resp.iter_content(chunk_size=1 << 16):
-        received += len(chunk)
-        stats.bytes += len(chunk)
-        chunks.append(chunk)
-        if stop_at_expected and expected is not None and received >= expected:
-            break  # the range is in hand: drop the connection rather than read the rest
-        if time.monotonic() > deadline:
-            raise TransientFetchError(f"the body took over {config.request_timeout:g} s")
-    body = b"".join(chunks)
-    if expected is not None and len(body) < expected:
-        raise TransientFetchError(f"short body: {len(body)} of {expected} bytes")
-    return body
-
-
 def _retry_after(resp) -> float | None:
     value = resp.headers.get("Retry-After")
     try:
@@ -274,21 +318,14 @@ def check_message(data: bytes, source: str) -> bytes:
 def decode_message(data: bytes, *, source: str) -> DecodedField:
     """Decode REFC from the bytes of one GRIB2 message (as fetched by range)."""
     data = check_message(data, source)
-    with tempfile.TemporaryDirectory(prefix="wxembed-fetch-msg-") as tmp:
-        path = Path(tmp) / "message.grib2"
-        path.write_bytes(data)
-        try:
-            decoded = decode_refc(path)
-        except MissingHour as exc:  # the range held another message: the index lied
-            held = str(exc).split("it holds: ", 1)[-1]
-            raise SourceError(
-                f"{source}: the range the .idx gives for REFC holds {held} "
-                "(the .idx does not match the GRIB2 file)"
-            ) from None
-        except SourceError as exc:
-            raise SourceError(str(exc).replace(str(path), source)) from None
-    decoded.source = source
-    return decoded
+    try:
+        return decode_refc_message(data, source=source)
+    except MissingHour as exc:  # the range held another message: the index lied
+        held = str(exc).split("it holds: ", 1)[-1]
+        raise SourceError(
+            f"{source}: the range the .idx gives for REFC holds {held} "
+            "(the .idx does not match the GRIB2 file)"
+        ) from None
 
 
 def fetch_hour(valid_time, config: FetchConfig, *, stats: FetchStats | None = None) -> DecodedField:

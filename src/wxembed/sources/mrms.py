@@ -4,11 +4,17 @@ An MRMS composite is one GRIB2 message on a regular latitude/longitude grid (tem
 7000 x 3500 points at 0.01 degrees over CONUS, scanned west->east and north->south (scanning
 mode 0), so the :class:`~wxembed.grid.Grid` has ``dx > 0`` and ``dy < 0``. Its parameter is
 local to NSSL (discipline 209, category 10, number 0): eccodes knows no shortName for it, so the
-message is picked by those numbers.
+message is picked by those numbers. The same layout carries every MRMS product (rain rate,
+precipitation type, echo heights...): only the reflectivity products of
+:data:`MRMS_REFLECTIVITY` are read, and a file of anything else is a
+:class:`~wxembed.errors.MissingHour` whose message names what it holds; nothing else is ever
+stored as dBZ.
 
 Values: -999 = outside radar coverage (decoded to NaN), -99 = inside coverage but no echo
 (decoded to -32 dBZ, wxembed's "no echo", :data:`~wxembed.sources.grib.NO_ECHO_DBZ`), anything
-else is dBZ as is.
+else within :data:`~wxembed.sources.grib.PLAUSIBLE_DBZ` is dBZ as is; any other value (an
+infinity, 1e30, a fill value) is a missing point, stored as no echo and counted in
+``missing_values``, as the HRRR reader counts them.
 """
 
 from __future__ import annotations
@@ -22,15 +28,44 @@ from pathlib import Path
 
 import numpy as np
 
-from wxembed.errors import SourceError
+from wxembed.errors import MissingHour, SourceError
 from wxembed.grid import Grid
 from wxembed.sources import DecodedField
-from wxembed.sources.grib import NO_ECHO_DBZ, load_eccodes
+from wxembed.sources.grib import NO_ECHO_DBZ, check_points, implausible, load_eccodes
 
 log = logging.getLogger(__name__)
 
 MRMS_PARAMETER = (209, 10, 0)
 """(discipline, parameterCategory, parameterNumber) of MergedReflectivityQCComposite."""
+MRMS_REFLECTIVITY: dict[tuple[int, int, int], str] = {
+    MRMS_PARAMETER: "MergedReflectivityQCComposite",
+    (209, 10, 2): "LowLevelCompositeReflectivity",
+    (209, 10, 4): "LayerCompositeReflectivity_Low",
+    (209, 10, 5): "LayerCompositeReflectivity_High",
+    (209, 10, 6): "LayerCompositeReflectivity_Super",
+    (209, 11, 0): "MergedBaseReflectivityQC",
+    (209, 11, 1): "MergedReflectivityComposite",
+    (209, 11, 2): "MergedReflectivityQComposite",
+    (209, 11, 3): "MergedBaseReflectivity",
+    (209, 3, 57): "ReflectivityAtLowestAltitude",
+    (209, 3, 58): "MergedReflectivityAtLowestAltitude",
+}
+"""The MRMS products read as reflectivity (instantaneous dBZ mosaics: composite, low-level and
+layer composites, base, lowest altitude), by (discipline, category, number) of NSSL's MRMS
+GRIB2 table. Hourly maxima are left out: they are not one moment's image."""
+MRMS_OTHER: dict[tuple[int, int, int], str] = {
+    (209, 10, 1): "HeightCompositeReflectivity, m",
+    (209, 10, 3): "HeightLowLevelCompositeReflectivity, m",
+    (209, 10, 7): "CREF_1HR_MAX, dBZ hourly maximum",
+    (209, 10, 10): "BREF_1HR_MAX, dBZ hourly maximum",
+    (209, 6, 0): "PrecipFlag, precipitation type",
+    (209, 6, 1): "PrecipRate, mm/h",
+    (209, 6, 2): "RadarOnly_QPE_01H, mm",
+    (209, 3, 26): "SHI, severe hail index",
+    (209, 3, 27): "POSH, %",
+    (209, 3, 28): "MESH, mm",
+}
+"""Other MRMS products, named (with their units) in the reason a file of one is refused."""
 MRMS_OUTSIDE = -999.0
 """MRMS value for 'outside radar coverage'; decoded to NaN."""
 MRMS_NO_ECHO = -99.0
@@ -107,23 +142,37 @@ def _valid_time(h) -> np.datetime64:
     return np.datetime64(ref + timedelta(seconds=step_s), "s")
 
 
+def _parameter(h) -> tuple[int, int, int]:
+    ec = load_eccodes()
+    return tuple(int(ec.codes_get(h, k)) for k in _PARAMETER_KEYS)  # type: ignore[return-value]
+
+
 def _describe(h) -> str:
     ec = load_eccodes()
-    nums = "/".join(str(ec.codes_get(h, k)) for k in _PARAMETER_KEYS)
-    return f"{ec.codes_get(h, 'shortName')} ({nums})"
+    key = _parameter(h)
+    nums = "/".join(map(str, key))
+    name = MRMS_REFLECTIVITY.get(key) or MRMS_OTHER.get(key)
+    if name is None:
+        name = ec.codes_get(h, "shortName")
+        if ec.codes_get(h, "discipline") != 209:  # a WMO parameter: eccodes knows its name
+            name = f"{name}, {ec.codes_get(h, 'name')}, {ec.codes_get(h, 'units')}"
+    return f"{name} ({nums})"
 
 
 def read_mrms(path: str | os.PathLike) -> DecodedField:
-    """Decode an MRMS reflectivity composite GRIB2 file into a :class:`DecodedField`.
+    """Decode an MRMS reflectivity GRIB2 file into a :class:`DecodedField`.
 
-    Takes the message with parameter 209/10/0 (MergedReflectivityQCComposite), or the file's only
-    message. dBZ is float32: -999 (outside coverage) becomes NaN, -99 (no echo) becomes -32.
-    Raises :class:`SourceError` for a missing, truncated or non-GRIB file, or one without that
-    message.
+    Takes the file's message of an MRMS reflectivity product (:data:`MRMS_REFLECTIVITY`,
+    MergedReflectivityQCComposite first). dBZ is float32: -999 (outside coverage) becomes NaN,
+    -99 (no echo) -32, and values that are no reflectivity (infinities, 1e30) -32, counted in
+    ``missing_values``. Raises :class:`MissingHour` for a file without such a message (another
+    MRMS product, another parameter; the message names what it holds) and
+    :class:`SourceError` for a missing, truncated or non-GRIB file.
     """
     path = Path(path)
     if not path.is_file():
-        raise SourceError(f"{path}: no such MRMS GRIB2 file")
+        kind = "a folder, not an MRMS GRIB2 file" if path.is_dir() else "no such MRMS GRIB2 file"
+        raise SourceError(f"{path}: {kind}")
     ec = load_eccodes()
     handles: list = []
     try:
@@ -133,6 +182,7 @@ def read_mrms(path: str | os.PathLike) -> DecodedField:
         h = _pick_message(handles, path)
         grid = _grid_from_header(h, path)
         time = _valid_time(h)
+        check_points(h, path)
         values = ec.codes_get_values(h)
     except SourceError:
         raise
@@ -147,34 +197,38 @@ def read_mrms(path: str | os.PathLike) -> DecodedField:
         raise SourceError(
             f"{path}: message holds {values.size} values, its grid {grid.shape} needs {grid.size}"
         )
-    dbz = values.astype(np.float32).reshape(grid.shape)  # (ny*nx,) -> (ny, nx), i fastest
-    dbz[dbz == MRMS_OUTSIDE] = np.nan
-    dbz[dbz == MRMS_NO_ECHO] = NO_ECHO_DBZ
+    values = values.reshape(grid.shape)  # (ny*nx,) -> (ny, nx), i fastest
+    outside, no_echo = values == MRMS_OUTSIDE, values == MRMS_NO_ECHO
+    bad = implausible(values) & ~outside & ~no_echo
+    dbz = values.astype(np.float32)
+    dbz[outside] = np.nan
+    dbz[no_echo | bad] = NO_ECHO_DBZ
+    n_bad = int(bad.sum())
+    if n_bad:
+        log.info("%s: %d points that are no reflectivity stored as no echo", path, n_bad)
     log.debug("read %s: %s at %s", path, grid.describe(), time)
-    return DecodedField(time=time, grid=grid, dbz=dbz, source=str(path))
+    return DecodedField(time=time, grid=grid, dbz=dbz, source=str(path), missing_values=n_bad)
 
 
 def _pick_message(handles: list, path: Path):
-    """The MRMS reflectivity message among a file's messages, or the file's only message."""
-    ec = load_eccodes()
+    """The file's message of an MRMS reflectivity product (the first, in the order of
+    :data:`MRMS_REFLECTIVITY`); :class:`MissingHour` naming what the file holds when none is."""
     if not handles:
         raise SourceError(f"{path}: not a GRIB2 file (no GRIB message found), expected MRMS")
-    picked = [
-        h for h in handles if tuple(ec.codes_get(h, k) for k in _PARAMETER_KEYS) == MRMS_PARAMETER
-    ]
-    if len(picked) != 1 and len(handles) == 1:
-        log.warning(
-            "%s: its only message is %s, not 209/10/0; reading it", path, _describe(handles[0])
-        )
-        return handles[0]
-    if len(picked) != 1:
-        held = ", ".join(_describe(h) for h in handles)
-        raise SourceError(
-            f"{path}: expected one MRMS reflectivity message (discipline/category/number "
-            f"{'/'.join(map(str, MRMS_PARAMETER))}), found {len(picked)} among "
-            f"{len(handles)} messages: {held}"
-        )
-    return picked[0]
+    found = {}
+    for h in handles:
+        found.setdefault(_parameter(h), h)
+    for key in MRMS_REFLECTIVITY:
+        if key in found:
+            if len(handles) > 1:
+                n = len(handles)
+                log.debug("%s: reading %s of %d messages", path, MRMS_REFLECTIVITY[key], n)
+            return found[key]
+    held = "; ".join(_describe(h) for h in handles)
+    raise MissingHour(
+        f"{path}: no MRMS reflectivity product; found 0 among {len(handles)} "
+        f"message{'s' if len(handles) > 1 else ''}: {held}"
+    )
 
 
 def mrms_coverage_stats(

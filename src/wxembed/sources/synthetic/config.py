@@ -25,12 +25,14 @@ class SynthConfig:
     render_km: float = 6.0
     """Pixel of the internal rendering grid (km); a grid finer than this gets an integer
     upsampling factor, a coarser one is rendered directly."""
-    cell_rate: float = 750.0
+    cell_rate: float = 410.0
     """Isolated-cell births per day per 10^6 km^2 where and when they are most favoured
-    (late afternoon local time, mid-July, a warm latitude)."""
-    squall_rate: float = 5.0
+    (late afternoon local time, mid-July, a warm latitude). The three convective rates are
+    calibrated so that sixteen seeds' first week of July average the MRMS composite of
+    2022-07-04 (2.75 / 0.46 / 0.07 % of covered pixels above 20 / 35 / 45 dBZ)."""
+    squall_rate: float = 2.75
     """Squall-line births per day per 10^6 km^2 at their seasonal peak (June)."""
-    mcs_rate: float = 9.0
+    mcs_rate: float = 5.0
     """MCS births per day per 10^6 km^2 at their seasonal peak (July), in the evening."""
     stratiform_rate: float = 1.2
     """Stratiform-shield births per day per 10^6 km^2 at their seasonal peak (January)."""

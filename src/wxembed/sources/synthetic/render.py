@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from wxembed.errors import SourceError
 from wxembed.sources import DecodedField
 from wxembed.sources.grib import GribParam, write_refc_file
-from wxembed.sources.hrrr import path_for_valid_time
+from wxembed.sources.hrrr import IDX_SUFFIX, path_for_valid_time, write_idx
 from wxembed.sources.synthetic.catalogue import day_catalogue
 from wxembed.sources.synthetic.config import KINDS, REGIMES, SynthConfig
 from wxembed.sources.synthetic.geometry import (
@@ -109,17 +110,36 @@ def _regime(area: dict[int, int], n_pixels: int, clear_fraction: float) -> str:
 
 
 def write_grib_layout(
-    config: SynthConfig, start: str | np.datetime64, hours: int, root: str | Path
+    config: SynthConfig,
+    start: str | np.datetime64,
+    hours: int,
+    root: str | Path,
+    *,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Write synthetic hours as HRRR-style GRIB2 analyses (f00) in the NOAA layout below ``root``.
+    """Write synthetic hours as HRRR-style GRIB2 analyses (f00) in the NOAA layout below ``root``,
+    each with its ``.idx`` inventory beside it, as NCEP publishes them.
 
     Each file holds REFC and, after it, a 2 m temperature message, like a real ``wrfsfcf00``
-    file holds more than REFC. Returns the paths written.
+    file holds more than REFC. A file already there (a real one, perhaps) is not replaced
+    unless ``overwrite``: :class:`SourceError` names them before anything is written. Returns
+    the paths written.
     """
+    root = Path(root)
+    targets = [root / path_for_valid_time(t) for t in hour_range(start, hours)]
+    there = [p for p in targets if p.exists() or p.with_name(p.name + IDX_SUFFIX).exists()]
+    if there and not overwrite:
+        shown = ", ".join(str(p) for p in there[:3]) + (" ..." if len(there) > 3 else "")
+        raise SourceError(
+            f"{len(there)} of the {len(targets)} GRIB2 files to write are already there ({shown}); "
+            "nothing written: choose another folder, or overwrite them (--overwrite)"
+        )
     temperature = GribParam(0, 0, 0, type_of_level=103, level=2)
     paths = []
-    for field in generate(config, start, hours):
+    for field, path in zip(generate(config, start, hours), targets, strict=True):
         t2m = 295.0 + 0.1 * np.asarray(field.dbz)  # any smooth field: it only has to be there
-        path = Path(root) / path_for_valid_time(field.time)
+        idx = path.with_name(path.name + IDX_SUFFIX)
+        idx.unlink(missing_ok=True)  # never an inventory of another file beside this one
         paths.append(write_refc_file(path, field, extra=[(temperature, t2m)]))
+        write_idx(path)
     return paths

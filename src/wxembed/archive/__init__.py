@@ -12,48 +12,66 @@ Layout (CF conventions, opens with ``xarray.open_zarr``)::
     y, x, lat, lon, crs               coordinates and the CF grid-mapping variable
 
 Every hour that was asked for has a *slot* on the time axis, whatever became of it; the manifest
-says which slots hold data. Slots are only ever added (by one process, under a lock), never
-moved, so a worker writing hour t touches only slot t's chunks: the image first, then the status
-that commits it. A job killed at any point leaves an archive that opens, whose stored hours are
-intact, and whose unfinished hours are still ``pending``; running the job again fills them, each
-hour exactly once. Readers see stored hours only, sorted by time.
+says which slots hold data. Slots are only ever added (by the driver of a run before its workers
+start, under a lock: a file lock on a local disk, a lease object written with a create-if-absent
+PUT on an object store), never moved. Each slot's image and manifest entries are objects of
+their own (one chunk each), so a worker writing hour t touches only slot t's objects, without a
+lock: the image first, then the provenance, then the status that commits it, then a read-back
+that checks the image and its source agree (two runs writing the same hour at once end with one
+whole record, and each learns which source won). A job killed at any point leaves an archive that
+opens, whose stored hours are intact, and whose unfinished hours are still ``pending``; running
+the job again fills them, each hour exactly once. Readers see stored hours only, sorted by time.
+
+The archive may be a local folder or an object-store URL (``s3://bucket/hrrr.zarr``,
+``memory://...``; see :mod:`wxembed.locations`). Creating one is claimed by writing the root
+``zarr.json`` with a create-if-absent write, marked ``creating`` until its arrays exist, so two
+processes creating the same archive at once cannot mix their arrays: one creates it, the other
+gets :class:`ArchiveError` (or, with ``exist_ok``, opens it once it is ready).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
+import os
+import random
+import time as clock
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import ZstdCodec
 
-from wxembed import __version__
+from wxembed import locations as loc
+from wxembed.archive.layout import (
+    FAILED,
+    MANIFEST_VARS,
+    MISSING,
+    PENDING,
+    STATUS_NAMES,
+    STORED,
+    create_coordinates,
+    create_manifest,
+    create_reflectivity,
+    global_attrs,
+)
 from wxembed.errors import ArchiveError, GridError
 from wxembed.grid import Grid
-from wxembed.reflectivity import ADD_OFFSET, NODATA, SCALE_FACTOR, decode_raw, encode_dbz
+from wxembed.reflectivity import decode_raw, encode_dbz
 from wxembed.sources import DecodedField
 from wxembed.times import as_time, format_time, from_seconds, to_seconds
 
 log = logging.getLogger(__name__)
 
-PENDING, STORED, MISSING, FAILED = 0, 1, 2, 3
-STATUS_NAMES = ("pending", "stored", "missing", "failed")
-
-_MANIFEST_ARRAYS = (
-    ("status", "uint8", PENDING, "manifest status of the hour"),
-    ("reason", str, "", "why the hour is missing or failed"),
-    ("missing_values", "int32", 0, "points flagged missing by the source, stored as no echo"),
-    ("source", str, "", "file or URL the hour came from"),
-    ("regime", str, "", "ground-truth weather regime label, where known"),
-)
-"""(name, dtype, fill value, long name) of the manifest's per-slot arrays."""
-_MANIFEST_VARS = tuple(name for name, *_ in _MANIFEST_ARRAYS)
+CREATING, READY = "creating", "ready"
+"""The root group's ``wxembed_state`` while an archive is being created, and after."""
+_COMMIT_TRIES = 8
+"""Commits of one hour before a writer gives up on a slot another keeps overwriting."""
+_LEASE_SECONDS = 120.0
+"""Age after which a slot-table lease on an object store is taken as abandoned."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +89,29 @@ class Archive:
     """A Zarr v3 archive of radar images on one grid (see the module docstring for the layout)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not (self.path / "zarr.json").exists():
+        self.path: Path | str = loc.location(path)
+        """A local folder (:class:`Path`) or an object-store URL (``str``)."""
+        if not loc.exists(loc.join(self.path, "zarr.json")):
             raise ArchiveError(f"{self.path}: no archive here (no zarr.json); create one first")
         try:
-            self._group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
-            self.grid = Grid.from_json(self._group.attrs["wxembed_grid"])
+            self._group = zarr.open_group(store=loc.zarr_store(self.path), mode="r+")
+            attrs = self._group.attrs
+            if attrs.get("wxembed_state") == CREATING:
+                raise ArchiveError(
+                    f"{self.path}: the archive is being created by another process (or its "
+                    "creation was interrupted: then remove it and create it again)"
+                )
+            self.grid = Grid.from_json(attrs["wxembed_grid"])
         except (KeyError, ValueError, GridError) as exc:
             raise ArchiveError(f"{self.path}: not a wxembed archive ({exc})") from None
-        missing = [v for v in ("reflectivity", "time", *_MANIFEST_VARS) if v not in self._group]
+        missing = [v for v in ("reflectivity", "time", *MANIFEST_VARS) if v not in self._group]
         if missing:
             raise ArchiveError(f"{self.path}: archive lacks variables {missing}")
+
+    @property
+    def group(self) -> zarr.Group:
+        """The archive's root Zarr group (read it; write through the methods)."""
+        return self._group
 
     # ---- creation --------------------------------------------------------------------------
     @classmethod
@@ -95,27 +125,43 @@ class Archive:
         exist_ok: bool = False,
     ) -> Archive:
         """Create an empty archive on ``grid``; with ``exist_ok``, open one that is already there
-        (it must be on the same grid)."""
-        path = Path(path)
-        if (path / "zarr.json").exists():
+        (it must be on the same grid), waiting for one another process is creating.
+
+        Two processes creating the same archive at once: one creates it; the other gets
+        :class:`ArchiveError` ("an archive already exists here"), or opens it with ``exist_ok``.
+        """
+        path = loc.location(path)
+        root_meta = loc.join(path, "zarr.json")
+        if not loc.exists(root_meta) and isinstance(path, Path) and path.exists():
+            if not path.is_dir() or any(p.name != "zarr.json" for p in path.iterdir()):
+                raise ArchiveError(f"{path}: exists and is not an empty folder or an archive")
+        attrs = {**global_attrs(grid, title, source), "wxembed_state": CREATING}
+        claim = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+        if not loc.put_if_absent(root_meta, json.dumps(claim).encode()):
             if not exist_ok:
                 raise ArchiveError(f"{path}: an archive already exists here")
             return cls._reopen(path, grid)
-        if path.exists() and any(path.iterdir()):
-            raise ArchiveError(f"{path}: exists and is not an empty folder or an archive")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update(_global_attrs(grid, title, source))
-        _create_reflectivity(root, grid)
-        _create_manifest(root)
-        _create_coordinates(root, grid)
+        root = zarr.open_group(store=loc.zarr_store(path), mode="r+")
+        create_reflectivity(root, grid)
+        create_manifest(root)
+        create_coordinates(root, grid)
+        root.attrs["wxembed_state"] = READY  # the archive opens from here on
         log.info("created archive %s on %s", path, grid.describe())
         return cls(path)
 
     @classmethod
-    def _reopen(cls, path: Path, grid: Grid) -> Archive:
-        """The archive at ``path``, which must be on ``grid``."""
-        archive = cls(path)
+    def _reopen(cls, path: Path | str, grid: Grid, wait: float = 60.0) -> Archive:
+        """The archive at ``path``, which must be on ``grid``; one that another process is still
+        creating is waited for, ``wait`` seconds at most."""
+        deadline = clock.monotonic() + wait
+        while True:
+            try:
+                archive = cls(path)
+                break
+            except ArchiveError as exc:
+                if "being created" not in str(exc) or clock.monotonic() > deadline:
+                    raise
+                clock.sleep(0.2)
         try:
             archive.grid.check_same(grid, what=f"archive {path}")
         except GridError as exc:
@@ -133,7 +179,12 @@ class Archive:
 
     @contextmanager
     def _lock(self):
-        # beside the store, not in it: zarr warns about foreign files inside a hierarchy
+        """Only one process adds slots at a time: a file lock beside a local archive (not in it:
+        zarr warns about foreign files inside a hierarchy), a lease object on an object store."""
+        if isinstance(self.path, str):
+            with _lease(loc.sibling(self.path, ".lock")):
+                yield
+            return
         with open(self.path.with_name(self.path.name + ".lock"), "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -149,13 +200,21 @@ class Archive:
         wanted = to_seconds(times)
         if len(wanted) == 0:
             return np.zeros(0, dtype=np.int64)
+        # slots never move, so the table read last is good for every time it holds; it is read
+        # again only on a miss (one GET per 4096 slots on an object store)
+        index = getattr(self, "_slot_index", {})
+        if any(int(t) not in index for t in wanted):
+            index = {int(t): i for i, t in enumerate(self._slot_seconds())}
+            self._slot_index = index
+        if all(int(t) in index for t in wanted):  # the common case in a worker: no lock
+            return np.array([index[int(t)] for t in wanted], dtype=np.int64)
         with self._lock():
             existing = self._slot_seconds()
             index = {int(t): i for i, t in enumerate(existing)}
             new = np.array(sorted({int(t) for t in wanted} - set(index)), dtype=np.int64)
             if len(new):
                 n0, n1 = len(existing), len(existing) + len(new)
-                for name in ("time", *_MANIFEST_VARS):
+                for name in ("time", *MANIFEST_VARS):
                     self._group[name].resize((n1,))
                 # grow the image array last: a slot exists once its time is written
                 refl = self._group["reflectivity"]
@@ -163,6 +222,7 @@ class Archive:
                 self._group["time"][n0:n1] = new
                 index.update({int(t): n0 + i for i, t in enumerate(new)})
                 log.debug("allocated %d new slots in %s", len(new), self.path)
+            self._slot_index = index
         return np.array([index[int(t)] for t in wanted], dtype=np.int64)
 
     def manifest(self) -> pd.DataFrame:
@@ -220,15 +280,50 @@ class Archive:
         if not overwrite and int(g["status"][slot]) == STORED:
             log.debug("%s already stored in %s; left as it is", format_time(field.time), self.path)
             return HourRecord(as_time(field.time), "stored", "already stored", field.source)
-        g["reflectivity"][slot] = encode_dbz(field.dbz)  # the image first ...
+        image = encode_dbz(field.dbz)
+        for attempt in range(_COMMIT_TRIES):
+            self._commit(slot, image, field)
+            other = self._committed_by_another(slot, image, field.source)
+            if other is not None:
+                break
+            clock.sleep(random.uniform(0.02, 0.2) * (attempt + 1))  # torn: write again, later
+        else:
+            raise ArchiveError(
+                f"{self.path}: {format_time(field.time)} kept being overwritten by another "
+                f"writer; {field.source} not committed"
+            )
+        if other:
+            return HourRecord(
+                as_time(field.time), "superseded", f"another writer stored {other} first"
+            )
+        return HourRecord(
+            as_time(field.time), "stored", "", field.source, int(field.missing_values)
+        )
+
+    def _commit(self, slot: int, image: np.ndarray, field: DecodedField) -> None:
+        """Write one hour's objects: the image first, then its provenance, then the status that
+        commits it. A slot that held another outcome is marked pending first, so an interrupted
+        write never leaves the old status over the new provenance."""
+        g = self._group
+        if int(g["status"][slot]) != PENDING:
+            g["status"][slot] = PENDING
+        g["reflectivity"][slot] = image  # the image first ...
         g["missing_values"][slot] = int(field.missing_values)
         g["source"][slot] = field.source
         g["regime"][slot] = field.labels.get("regime", "")
         g["reason"][slot] = ""
         g["status"][slot] = STORED  # ... then the status that commits it
-        return HourRecord(
-            as_time(field.time), "stored", "", field.source, int(field.missing_values)
-        )
+
+    def _committed_by_another(self, slot: int, image: np.ndarray, source: str) -> str | None:
+        """After a commit: "" when the slot holds this writer's image and source, the other
+        source when another writer's provenance came last (its image then stands, or it is
+        repairing its own), None when the slot holds this source over another image (torn by
+        a concurrent writer of the same hour: write again)."""
+        g = self._group
+        stored_source = str(g["source"][slot])
+        if stored_source != source:
+            return stored_source
+        return "" if np.array_equal(g["reflectivity"][slot], image) else None
 
     def record(self, time, status: str, reason: str, source: str = "") -> HourRecord:
         """Record an hour that could not be stored (``missing`` or ``failed``) with its reason.
@@ -281,7 +376,9 @@ class Archive:
         """The archive as a lazy ``xarray.Dataset`` (dBZ decoded), stored hours sorted by time."""
         import xarray as xr  # slow to import, and only this view needs it
 
-        ds = xr.open_zarr(str(self.path), consolidated=False, chunks=None)
+        ds = xr.open_zarr(
+            loc.zarr_store(self.path, read_only=True), consolidated=False, chunks=None
+        )
         ds = ds.set_coords([v for v in ("lat", "lon", "crs") if v in ds])
         if all_slots:
             return ds.sortby("time")
@@ -289,103 +386,39 @@ class Archive:
         return ds.isel(time=m.loc[m.status == "stored", "slot"].to_numpy())
 
 
-# ---- the layout, array by array (see the module docstring) -------------------------------------
-
-_ZSTD = (ZstdCodec(level=5),)
-
-
-def _global_attrs(grid: Grid, title: str, source: str) -> dict:
-    """The root group's CF attributes, and the grid and version that made it."""
-    created = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
-    return {
-        "Conventions": "CF-1.10",
-        "title": title or f"Composite radar reflectivity on {grid.name}",
-        "source": source,
-        "institution": "made with wxembed",
-        "history": f"{created} created by wxembed {__version__}",
-        "wxembed_grid": grid.to_json(),
-        "wxembed_version": __version__,
-    }
-
-
-def _create_reflectivity(root: zarr.Group, grid: Grid) -> None:
-    """``reflectivity (time, y, x)``: uint8 codes, one hour a chunk, no hours yet."""
-    ny, nx = grid.shape
-    refl = root.create_array(
-        "reflectivity",
-        shape=(0, ny, nx),
-        chunks=(1, ny, nx),
-        dtype="uint8",
-        fill_value=NODATA,
-        compressors=list(_ZSTD),
-        dimension_names=["time", "y", "x"],
-    )
-    refl.attrs.update(
-        {
-            "long_name": "composite radar reflectivity",
-            "standard_name": "equivalent_reflectivity_factor",
-            "units": "dBZ",
-            "scale_factor": SCALE_FACTOR,
-            "add_offset": ADD_OFFSET,
-            "_FillValue": NODATA,
-            "grid_mapping": "crs",
-            "coordinates": "lat lon",
-            "comment": f"no echo and missing points are stored as {ADD_OFFSET} dBZ; "
-            "no data (outside coverage) as the fill value",
-        }
-    )
+@contextmanager
+def _lease(where: str):
+    """Hold the object ``where`` (created with a create-if-absent write) while the body runs;
+    one older than ``_LEASE_SECONDS`` was left by a killed process and is taken over."""
+    token = f"{os.getpid()}-{random.getrandbits(64):016x}".encode()
+    deadline = clock.monotonic() + 10 * _LEASE_SECONDS
+    while not loc.put_if_absent(
+        where, json.dumps({"t": clock.time(), "by": token.decode()}).encode()
+    ):
+        try:
+            held = json.loads(loc.read_bytes(where))
+        except (FileNotFoundError, ValueError):
+            continue  # released (or half written) this instant: try again
+        if clock.time() - float(held.get("t", 0)) > _LEASE_SECONDS:
+            log.warning("%s: taking over a lease left by %s", where, held.get("by"))
+            loc.remove(where)
+        elif clock.monotonic() > deadline:
+            raise ArchiveError(f"{where}: the archive's slot table stayed locked")
+        clock.sleep(random.uniform(0.05, 0.25))
+    try:
+        yield
+    finally:
+        loc.remove(where)
 
 
-def _create_manifest(root: zarr.Group) -> None:
-    """The slot table ``time`` and the manifest's arrays, all along ``time``, all empty."""
-    time = root.create_array(
-        "time", shape=(0,), chunks=(4096,), dtype="int64", fill_value=0, dimension_names=["time"]
-    )
-    time.attrs.update(
-        {
-            "standard_name": "time",
-            "long_name": "valid time",
-            "axis": "T",
-            "units": "seconds since 1970-01-01",
-            "calendar": "proleptic_gregorian",
-        }
-    )
-    for name, dtype, fill, long_name in _MANIFEST_ARRAYS:
-        arr = root.create_array(
-            name, shape=(0,), chunks=(1,), dtype=dtype, fill_value=fill, dimension_names=["time"]
-        )
-        attrs: dict = {"long_name": long_name}
-        if name == "status":
-            attrs |= {"flag_values": list(range(4)), "flag_meanings": " ".join(STATUS_NAMES)}
-        arr.attrs.update(attrs)
-
-
-def _create_coordinates(root: zarr.Group, grid: Grid) -> None:
-    """``y``, ``x``, 2-D ``lat`` and ``lon``, and the CF grid-mapping variable ``crs``."""
-    for name, values in (("y", grid.y), ("x", grid.x)):
-        arr = root.create_array(name, shape=values.shape, dtype="float64", dimension_names=[name])
-        arr[:] = values
-        arr.attrs.update(_axis_attrs(grid, name))
-    lat, lon = grid.latlon()
-    for name, values, units in [("lat", lat, "degrees_north"), ("lon", lon, "degrees_east")]:
-        arr = root.create_array(
-            name,
-            shape=grid.shape,
-            dtype="float32",
-            compressors=list(_ZSTD),
-            dimension_names=["y", "x"],
-        )
-        arr[:] = values.astype(np.float32)
-        arr.attrs.update(
-            {"units": units, "standard_name": "latitude" if name == "lat" else "longitude"}
-        )
-    crs = root.create_array("crs", shape=(), dtype="int32", fill_value=0, dimension_names=[])
-    crs.attrs.update(grid.cf_grid_mapping())
-
-
-def _axis_attrs(grid: Grid, axis: str) -> dict:
-    if grid.is_geographic:
-        if axis == "x":
-            return {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
-        return {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
-    return {"standard_name": f"projection_{axis}_coordinate", "units": "m", "axis": axis.upper()}
+__all__ = [
+    "FAILED",
+    "MISSING",
+    "PENDING",
+    "STATUS_NAMES",
+    "STORED",
+    "Archive",
+    "HourRecord",
+    "decode_raw",
+    "encode_dbz",
+]
