@@ -36,6 +36,9 @@ def one_grid(name: str, arch: str, hparams: dict, batch: int, steps: int) -> dic
     opt = torch.optim.Adam(module.parameters(), 1e-3)
     gen = torch.Generator().manual_seed(0)
     raw = torch.randint(0, 200, (batch, 1, *shape), dtype=torch.uint8, generator=gen)
+    t0 = time.perf_counter()
+    module.net.fit_data([module._inputs(raw)])  # the EOF path (fitted on the batch here)
+    fit_seconds = time.perf_counter() - t0
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -58,6 +61,8 @@ def one_grid(name: str, arch: str, hparams: dict, batch: int, steps: int) -> dic
         "shape": list(shape),
         "parameters": count_parameters(module.net),
         "checkpoint_mb": round(size / 1e6, 2),
+        "buffers": sum(b.numel() for b in module.net.buffers()),
+        "fit_seconds": round(fit_seconds, 2),
         "step_seconds": [round(t, 2) for t in times],
         "peak_resident_gb": round(peak_kb / 1e6, 2),
         "input_batch_gb": round(raw.numel() / 1e9, 3),

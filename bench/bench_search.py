@@ -2,11 +2,18 @@
 
 Prints ONE JSON object:
 
-- ``search``: for each size, a DuckDB index of random 50-number embeddings (one an hour from
-  1900), the seconds to load them once (``vectors()``), and the latency of a query through
+- ``search``: for each size, a DuckDB index of 50-number embeddings (one an hour from 1900;
+  ``--data walk``: embedding-like rows that drift from hour to hour, see :func:`embedding_like`;
+  ``--data random``: independent normal numbers, with no neighbourhoods), the seconds to load
+  them once (``vectors()``), and the latency of a query through
   :meth:`wxembed.index.EmbeddingIndex.search` (an hour of the index, k=10, one day excluded on
   each side): median, 95th percentile and max over ``--queries`` random hours, for Euclidean
-  distance, the same with month and hour-of-day filters, and cosine distance.
+  distance, the same with month and hour-of-day filters (an eighth of the rows) and with 18
+  hours of the day (three quarters), and cosine distance; each exact
+  (``exact=True``) and as searched by default (``*_default``: approximate from 200,000 rows,
+  :mod:`wxembed.index.ann`) with its ``recall_at_10`` against the exact answers, and ``ann``:
+  per metric, the structure's build seconds, lists, calibrated ``nprobe`` and recall, and
+  whether it was kept.
 - ``embed``: an archive at full HRRR resolution (``--hours`` hours cycling through
   ``--distinct`` synthetic ones) embedded by the default fast network (untrained: the cost does
   not depend on the weights). ``model_hours_per_s_N_threads`` is the network alone (batches
@@ -45,13 +52,46 @@ def _ms(values: list[float]) -> dict:
     }
 
 
-def bench_search(n: int, d: int, queries: int, tmp: Path, seed: int = 0) -> dict:
+def embedding_like(n: int, d: int, seed: int = 0, latent: int = 16) -> np.ndarray:
+    """(n, d) rows that drift from hour to hour as a radar archive's embeddings do: an AR(1)
+    walk (0.95 an hour) in ``latent`` directions seen through a fixed projection, plus noise.
+    Synthetic (there is no archive of a million real hours here); ``--data random`` is the
+    other extreme, numbers with no neighbourhoods at all."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    phi = 0.95
+    steps = rng.standard_normal((n, latent), dtype=np.float32)
+    walk = lfilter([np.sqrt(1 - phi**2)], [1, -phi], steps, axis=0).astype(np.float32)
+    x = walk @ (rng.standard_normal((latent, d), dtype=np.float32) / np.sqrt(latent))
+    x += 0.1 * rng.standard_normal((n, d), dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)  # (n, d)
+
+
+def embeddings(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
+    """``--data``: ``walk`` (:func:`embedding_like`) or ``random`` (independent normals)."""
+    if kind == "walk":
+        return embedding_like(n, d, seed)
+    return np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
+
+
+def _timed(index, picks, exact: bool, kwargs: dict) -> tuple[list[float], list[set]]:
+    lat, found = [], []
+    for t in picks:
+        t0 = time.perf_counter()
+        df = index.search(t, k=10, exclude_hours=24, exact=exact, **kwargs)
+        lat.append(time.perf_counter() - t0)
+        found.append(set(df.time))
+    return lat, found
+
+
+def bench_search(n: int, d: int, queries: int, tmp: Path, data: str, seed: int = 0) -> dict:
     from wxembed.grid import HRRR_CONUS
-    from wxembed.index import EmbeddingIndex
+    from wxembed.index import EmbeddingIndex, ann
     from wxembed.model.checkpoint import ModelInfo
 
     rng = np.random.default_rng(seed)
-    matrix = rng.standard_normal((n, d), dtype=np.float32)  # (n, d)
+    matrix = embeddings(data, n, d, seed)  # (n, d)
     times = np.datetime64("1900-01-01T00", "s") + np.arange(n) * np.timedelta64(1, "h")
     info = ModelInfo(f"bench-{n}", "fast", d, HRRR_CONUS.to_json())
     path = tmp / f"search-{n}.duckdb"
@@ -69,16 +109,22 @@ def bench_search(n: int, d: int, queries: int, tmp: Path, seed: int = 0) -> dict
         cases = {
             "euclidean": {},
             "euclidean_filtered": {"months": [6, 7, 8], "hours": list(range(12, 24))},
+            "euclidean_18_hours_of_day": {"hours": list(range(18))},  # 3/4 of the rows
             "cosine": {"metric": "cosine"},
         }
+        vs = index.vectors()
+        out["ann"] = {}
+        for metric in ("euclidean", "cosine"):
+            vs.searcher(metric, wait=True)  # build the structure (above ann.ANN_MIN_ROWS)
+            out["ann"][metric] = ann.status(vs, metric)
         for name, kwargs in cases.items():
-            index.search(picks[0], k=10, **kwargs)  # warm the searcher (norms, unit rows)
-            lat = []
-            for t in picks:
-                t0 = time.perf_counter()
-                index.search(t, k=10, exclude_hours=24, **kwargs)
-                lat.append(time.perf_counter() - t0)
+            index.search(picks[0], k=10, exact=True, **kwargs)  # warm (norms, unit rows)
+            lat, truth = _timed(index, picks, True, kwargs)
             out[name] = _ms(lat)
+            lat, found = _timed(index, picks, False, kwargs)
+            pairs = zip(truth, found, strict=True)
+            recall = np.mean([len(a & b) / max(1, len(a)) for a, b in pairs])
+            out[f"{name}_default"] = {**_ms(lat), "recall_at_10": round(float(recall), 4)}
     path.unlink()
     return out
 
@@ -232,6 +278,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="index sizes")
     parser.add_argument("--dim", type=int, default=50, help="embedding size")
     parser.add_argument("--queries", type=int, default=50, help="timed queries per case")
+    parser.add_argument(
+        "--data", choices=("walk", "random"), default="walk", help="embedding-like or random rows"
+    )
     parser.add_argument("--hours", type=int, default=64, help="full-resolution hours to embed")
     parser.add_argument("--distinct", type=int, default=8, help="distinct rendered hours in them")
     parser.add_argument("--batch", type=int, default=8, help="hours per forward pass")
@@ -255,7 +304,8 @@ def main() -> None:
         tmp = Path(tmp)
         if not args.skip_search:
             result["search"] = [
-                bench_search(int(n), args.dim, args.queries, tmp) for n in args.sizes.split(",")
+                bench_search(int(n), args.dim, args.queries, tmp, args.data)
+                for n in args.sizes.split(",")
             ]
         if not args.skip_embed:
             result["embed"] = bench_embed(args, tmp)

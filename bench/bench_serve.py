@@ -1,21 +1,24 @@
 """The explorer under load: ``wxembed serve`` on loopback, several clients at once.
 
-Builds an index of ``--rows`` random 50-number embeddings (one an hour from 1900, as
-``bench_search.py`` does) and an archive of ``--hours`` full-resolution HRRR hours (cycling
-through a few rendered synthetic ones), starts ``wxembed serve`` on them in a process of its
-own (127.0.0.1, a free port), then runs one phase per endpoint with ``--clients`` client threads,
-each on its own keep-alive connection, sending requests back to back:
+Builds an index of ``--rows`` 50-number embeddings (one an hour from 1900, as
+``bench_search.py`` does: ``--data walk`` embedding-like rows that drift from hour to hour, or
+``--data random`` independent numbers) and an archive of ``--hours`` full-resolution HRRR hours
+(cycling through a few rendered synthetic ones), starts ``wxembed serve`` on them in a process of
+its own (127.0.0.1, a free port; it builds the approximate search structure before it listens
+when the index has 200,000 rows or more), then runs one phase per endpoint with ``--clients``
+client threads, each on its own keep-alive connection, sending requests back to back:
 
 - ``search``: ``GET /api/hours/{hour}/similar?k=10`` for a random hour of the index (one day
   excluded on each side), for ``--seconds`` seconds (``search_1_client``: one client alone, a
-  quarter of that time);
+  quarter of that time); ``search_exact`` and ``search_exact_1_client``: the same against a
+  second server started with ``--exact`` (every row read per query), unless ``--no-exact``;
 - ``png_cold``: ``GET /api/hours/{hour}/image.png`` (the full 1059 x 1799 map), each hour asked
   for once, not yet drawn (``png_cold_1_client``: a quarter of the hours, one client alone);
 - ``png_cached``: every picture again, ``--repeat`` times each.
 
 Prints ONE JSON object: per phase, requests, errors (non-200 or failed), requests/s and the
-latency's p50, p95, p99 and max in ms; and the set-up times. The clients share the machine's
-cores with the server.
+latency's p50, p95, p99 and max in ms; the search method each server reports (``/api/info``);
+and the set-up times. The clients share the machine's cores with the server.
 
     python bench/bench_serve.py                       # 10^6 rows, 8 clients
     python bench/bench_serve.py --rows 100000 --seconds 10
@@ -39,13 +42,14 @@ import numpy as np
 import pyproj  # noqa: F401  (before eccodes)
 
 
-def _index(path: Path, rows: int, dim: int) -> np.ndarray:
+def _index(path: Path, rows: int, dim: int, data: str) -> np.ndarray:
+    from bench_search import embeddings  # this folder's: the same rows as bench_search.py
+
     from wxembed.grid import HRRR_CONUS
     from wxembed.index import EmbeddingIndex
     from wxembed.model.checkpoint import ModelInfo
 
-    rng = np.random.default_rng(0)
-    matrix = rng.standard_normal((rows, dim), dtype=np.float32)  # (rows, dim)
+    matrix = embeddings(data, rows, dim, seed=0)  # (rows, dim)
     times = np.datetime64("1900-01-01T00", "s") + np.arange(rows) * np.timedelta64(1, "h")
     with EmbeddingIndex(path) as index:
         index.add_vectors(
@@ -69,9 +73,9 @@ def _archive(path: Path, hours: int, distinct: int) -> np.ndarray:
     return archive.stored_times()
 
 
-def _start_server(archive: Path, index: Path) -> tuple[subprocess.Popen, str, int]:
+def _start_server(archive: Path, index: Path, *extra: str) -> tuple[subprocess.Popen, str, int]:
     command = [sys.executable, "-m", "wxembed", "serve", "--archive", str(archive)]
-    command += ["--index", str(index), "--port", "0"]
+    command += ["--index", str(index), "--port", "0", *extra]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = proc.stdout.readline().decode()
     if "http://" not in line:
@@ -133,6 +137,34 @@ def _phase(host: str, port: int, clients: int, paths, seconds: float | None) -> 
     }
 
 
+def _search_method(host: str, port: int) -> dict:
+    con = http.client.HTTPConnection(host, port, timeout=60)
+    con.request("GET", "/api/info")
+    info = json.loads(con.getresponse().read())
+    con.close()
+    return (info.get("index") or {}).get("search")
+
+
+def _exact_baseline(args, tmp: Path, times: np.ndarray, result: dict) -> None:
+    """The search phases against a server started with ``--exact`` (one at a time: the other
+    server is stopped, so the two never share the cores)."""
+    t0 = time.perf_counter()
+    proc, host, port = _start_server(tmp / "archive.zarr", tmp / "index.duckdb", "--exact")
+    result["setup_seconds"]["server_start_exact"] = round(time.perf_counter() - t0, 1)
+    try:
+        result["search_method_exact"] = _search_method(host, port)
+        rng = np.random.default_rng(1)  # the same hours as the default server's phases
+        searches = (
+            f"/api/hours/{_iso(times[i])}/similar?k=10"
+            for i in iter(lambda: int(rng.integers(len(times))), None)
+        )
+        result["search_exact_1_client"] = _phase(host, port, 1, searches, args.seconds / 4)
+        result["search_exact"] = _phase(host, port, args.clients, searches, args.seconds)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="index rows (hours)")
@@ -142,6 +174,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the search phase")
     parser.add_argument("--repeat", type=int, default=4, help="cached requests per picture")
+    parser.add_argument(
+        "--data", choices=("walk", "random"), default="walk", help="embedding-like or random rows"
+    )
+    parser.add_argument(
+        "--no-exact", action="store_true", help="skip the search phases of a --exact server"
+    )
     args = parser.parse_args()
 
     result: dict = {
@@ -149,12 +187,13 @@ def main() -> None:
         "cpus": len(os.sched_getaffinity(0)),
         "rows": args.rows,
         "clients": args.clients,
+        "data": args.data,
         "setup_seconds": {},
     }
     with tempfile.TemporaryDirectory(prefix="wxembed-bench-serve-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        times = _index(tmp / "index.duckdb", args.rows, args.dim)
+        times = _index(tmp / "index.duckdb", args.rows, args.dim, args.data)
         result["setup_seconds"]["index"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         hours = _archive(tmp / "archive.zarr", args.hours, args.distinct)
@@ -163,6 +202,7 @@ def main() -> None:
         proc, host, port = _start_server(tmp / "archive.zarr", tmp / "index.duckdb")
         result["setup_seconds"]["server_start"] = round(time.perf_counter() - t0, 1)
         try:
+            result["search_method"] = _search_method(host, port)
             rng = np.random.default_rng(1)
             searches = (
                 f"/api/hours/{_iso(times[i])}/similar?k=10"
@@ -179,6 +219,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        if not args.no_exact:
+            _exact_baseline(args, tmp, times, result)
     print(json.dumps(result, indent=1))
 
 

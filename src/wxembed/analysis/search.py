@@ -140,6 +140,7 @@ def search_similar(
     start=None,
     end=None,
     checkpoint: str | Path | None = None,
+    exact: bool = False,
 ) -> pd.DataFrame:
     """The ``k`` hours of an index most similar to ``query``: a DataFrame of ``rank``, ``time``
     and ``distance`` (Euclidean by default, as the original; ``metric="cosine"`` for cosine).
@@ -154,7 +155,9 @@ def search_similar(
     out just the query hour, None nothing). ``months``, ``hours`` (UTC hour of day),
     ``start`` (inclusive) and ``end`` (exclusive) restrict the candidates.
     ``df.attrs["query"]`` describes the query; ``df.attrs["note"]`` says why fewer than ``k``
-    hours came back, and :class:`EmbeddingIndexError` says why none did.
+    hours came back, and :class:`EmbeddingIndexError` says why none did. A big index is
+    searched approximately once a long-running process has built its structure
+    (:mod:`wxembed.index.ann`); ``exact`` searches every row.
     """
     if metric not in METRICS:
         raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -171,6 +174,7 @@ def search_similar(
             metric=metric,
             exclude_hours=None if window is None else window / 3600,
             around=around,
+            exact=exact,
             **filters,
         )
         note = "" if len(out) >= k else _why_short(ix, info.model_id, around, window, k, filters)

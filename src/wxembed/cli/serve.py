@@ -68,6 +68,14 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option(min=0.01, max=1024, help="Largest query file a page may upload.")
     ] = 16.0,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Search every row for every query (default: an index of 200,000 hours or more "
+            "is searched approximately, with a structure built at start).",
+        ),
+    ] = False,
 ) -> None:
     """A web page and a JSON API over an archive, its embeddings, model and scores.
 
@@ -85,6 +93,7 @@ def serve(
         model_id=model,
         allow_clustering=allow_clustering,
         max_upload_bytes=int(max_upload_mb * 2**20),
+        exact=exact,
     )
     try:
         import uvicorn  # heavy: the optional extra

@@ -19,8 +19,8 @@ the rows. It implements the same :class:`~wxembed.index.search.Searcher` protoco
   structure is kept and every query is exact.
 
 When: an :class:`~wxembed.index.search.EmbeddingSet` of at least ``ann_min_rows`` rows
-(``ANN_MIN_ROWS`` by default) builds it at once when asked to (:meth:`prepare`, as
-``wxembed serve`` does at start) or, in the background, once it has answered
+(``ANN_MIN_ROWS`` by default) builds it at once when asked to (``searcher(metric, wait=True)``,
+as ``wxembed serve`` does at start) or, in the background, once it has answered
 ``BUILD_AFTER_SEARCHES`` exact searches of a metric (a long-running loop); a single search never
 waits for it (one exact query costs less than building). It is built in memory at load, not
 cached in a file: see :func:`build_ann`. Needs ``faiss-cpu`` (the ``serve`` extra); without it
@@ -29,6 +29,7 @@ every search is exact.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -55,11 +56,13 @@ BUILD_AFTER_SEARCHES = 32
 """Exact searches of a metric after which a big enough set builds its structure itself."""
 
 
+@functools.cache
 def available() -> bool:
-    """Whether FAISS is installed (the ``serve`` extra)."""
+    """Whether FAISS is installed (the ``serve`` extra); asked once per process."""
     try:
         import faiss  # noqa: F401
     except ImportError:
+        log.info("faiss is not installed (pip install 'wxembed[serve]'): every search is exact")
         return False
     return True
 
@@ -171,7 +174,7 @@ def _train(matrix: np.ndarray, metric: str, seed: int):
     index.cp.niter = 10  # centres good enough to route queries; the lists are scanned exactly
     index.cp.seed = seed
     rng = np.random.default_rng(seed)
-    sample = x[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]  # (s, d)
+    sample = x[np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))]  # (s, d)
     index.train(sample)
     index.add(x)
     return index
@@ -198,23 +201,24 @@ def calibrate(ann: AnnSearcher, seconds: np.ndarray, seed: int = 0) -> None:
         if len(truth):
             cases.append((ann.matrix[row], cand, set(truth.tolist())))
     nprobe, recall = 1, 0.0
-    while cases and nprobe <= max(1, ann.nlist // 4):
+    while cases:
         found = 0
         for q, cand, truth in cases:
             got = ann.approximate(q, k, cand, nprobe)
             rows = ann.exact.search(q, k, cand)[0] if got is None else got[0]
             found += len(truth & set(rows.tolist()))
         recall = found / sum(len(t) for _, _, t in cases)
-        if recall >= RECALL_TARGET:
+        if recall >= RECALL_TARGET or 2 * nprobe > max(1, ann.nlist // 4):
             break
         nprobe *= 2
-    ann.nprobe, ann.recall = min(nprobe, ann.nlist), recall
+    ann.nprobe, ann.recall = nprobe, recall
 
 
 def build_ann(matrix: np.ndarray, seconds: np.ndarray, metric: str, exact, seed: int = 0):
     """An :class:`AnnSearcher` over ``matrix`` (rows valid at ``seconds``, ascending) with its
-    ``nprobe`` calibrated, or None when no ``nprobe`` up to a quarter of the lists reaches
-    ``RECALL_TARGET`` (the embeddings have no neighbourhoods to exploit: search exactly).
+    ``nprobe`` calibrated; its ``recall`` below ``RECALL_TARGET`` says that no ``nprobe`` up to
+    a quarter of the lists reached it (the embeddings have no neighbourhoods to exploit: the
+    caller searches exactly).
 
     Built in memory, not cached beside the index: at a million 50-number rows it takes seconds
     (bench/bench_search.py prints ``ann_build_seconds``), once per process, and a server builds
@@ -226,7 +230,6 @@ def build_ann(matrix: np.ndarray, seconds: np.ndarray, metric: str, exact, seed:
     ann = AnnSearcher(index, matrix, metric, exact)
     calibrate(ann, seconds, seed)
     ann.build_seconds = time.perf_counter() - t0
-    kept = ann.recall >= RECALL_TARGET
     log.info(
         "%s: %d rows in %d lists, nprobe %d finds %.3f of the 10 nearest (%.1f s)%s",
         metric,
@@ -235,9 +238,9 @@ def build_ann(matrix: np.ndarray, seconds: np.ndarray, metric: str, exact, seed:
         ann.nprobe,
         ann.recall,
         ann.build_seconds,
-        "" if kept else f"; below {RECALL_TARGET}: searching exactly",
+        "" if ann.recall >= RECALL_TARGET else f"; below {RECALL_TARGET}: searching exactly",
     )
-    return ann if kept else None
+    return ann
 
 
 @dataclass
@@ -247,6 +250,9 @@ class AnnSlot:
 
     searches: int = 0
     searcher: AnnSearcher | None = None
+    """The structure searched (None: not built, or not worth it)."""
+    tried: dict | None = None
+    """:meth:`AnnSearcher.describe` of the structure built, kept or not."""
     done: threading.Event = field(default_factory=threading.Event)
     builder: threading.Thread | None = None
 
@@ -258,7 +264,9 @@ def _slot(vs, metric: str) -> AnnSlot:
 
 def _build_into(vs, metric: str, slot: AnnSlot, exact) -> None:
     try:
-        slot.searcher = build_ann(vs.matrix, vs.seconds, metric, exact)
+        ann = build_ann(vs.matrix, vs.seconds, metric, exact)
+        slot.tried = {**ann.describe(), "kept": ann.recall >= RECALL_TARGET}
+        slot.searcher = ann if ann.recall >= RECALL_TARGET else None
     except Exception:  # noqa: BLE001 - a failed build leaves exact search, which answers
         log.warning("approximate search of %s not built; searching exactly", metric, exc_info=True)
     finally:
@@ -288,4 +296,19 @@ def approximate(vs, metric: str, exact, wait: bool = False):
     return exact
 
 
-__all__ = ["ANN_MIN_ROWS", "AnnSearcher", "approximate", "available", "build_ann", "calibrate"]
+def status(vs, metric: str) -> dict | None:
+    """What building ``vs``'s structure for ``metric`` found (:meth:`AnnSearcher.describe` and
+    ``kept``), or None when none was built."""
+    slot = vs._ann.get(metric)
+    return None if slot is None or not slot.done.is_set() else slot.tried
+
+
+__all__ = [
+    "ANN_MIN_ROWS",
+    "AnnSearcher",
+    "approximate",
+    "available",
+    "build_ann",
+    "calibrate",
+    "status",
+]

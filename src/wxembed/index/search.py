@@ -58,6 +58,10 @@ class Searcher(Protocol):
         when fewer rows are candidates)."""
         ...
 
+    def describe(self) -> dict:
+        """How it searches (``{"method": "exact"}``, ...), for a client to show."""
+        ...
+
 
 _BLAS: list = []  # the threadpoolctl controller of numpy's BLAS, made once (costly to make)
 
@@ -199,6 +203,9 @@ class ExactSearcher:
             cols = cols[:d]
         self._cols = cols
         self._pass = _SharedPass(self._product)
+
+    def describe(self) -> dict:
+        return {"method": "exact"}
 
     def _product(self, queries: np.ndarray, start: int, stop: int) -> np.ndarray:
         with _one_blas_thread():

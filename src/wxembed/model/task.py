@@ -90,6 +90,12 @@ class AutoencoderModule(L.LightningModule):
         mse = sums[0] / sums[1].clamp(min=1)
         self.log("val_mse_dbz", mse.float(), sync_dist=False)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Flush the log first: a checkpoint on disk means the log holds every row before it,
+        so a run killed after it and resumed from it loses no logged value."""
+        if self.logger is not None:
+            self.logger.save()
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 

@@ -46,6 +46,10 @@ class ServeConfig:
     """The largest query file a request may upload."""
     cache_bytes: int = 256 * 2**20
     """Memory for pictures and decoded fields kept between requests."""
+    exact: bool = False
+    """Search every row for every query. Without it, an index of 200,000 hours or more is
+    searched approximately (:mod:`wxembed.index.ann`: FAISS, built at start, seconds per
+    million hours), with the exact search for queries whose filters leave too few hours."""
 
     @classmethod
     def from_folder(cls, folder: str | Path | None = None, **given) -> ServeConfig:

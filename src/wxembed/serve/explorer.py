@@ -160,9 +160,11 @@ class Explorer:
 
     def warm(self) -> None:
         """Read what the first requests would otherwise wait for: the index's embeddings and
-        its searcher, the map outlines at full and thumbnail size."""
+        its searcher (a big index's approximate one built now), the map outlines at full and
+        thumbnail size."""
         if self.index is not None:
-            self.index.vectors(self.model_id).searcher("euclidean")
+            vs = self.index.vectors(self.model_id)
+            vs.searcher("euclidean", exact=self.config.exact, wait=True)
         for width in (None, THUMB_WIDTH):
             render.png(np.zeros(self.grid.shape, np.uint8), self.grid, width=width)
 
@@ -208,6 +210,7 @@ class Explorer:
             "models": list(self.index.models().model_id),
             "hours": len(vs),
             "embedding_dim": int(vs.matrix.shape[1]),
+            "search": vs.searcher("euclidean", exact=self.config.exact).describe(),
         }
 
     # ---- the manifest and the hours --------------------------------------------------------
@@ -327,6 +330,7 @@ class Explorer:
             hours=filters.hours,
             start=filters.start,
             end=filters.end,
+            exact=self.config.exact,
         )
         times = found.time.values.astype("datetime64[s]")
         matches = [
