@@ -240,30 +240,26 @@ FIT_HOURS = 2000
 """Most training hours (evenly spaced) that a network's closed-form part is fitted on."""
 
 
-def _fit_data(module: AutoencoderModule, archive: Archive, train_times: np.ndarray) -> None:
+def _fit_data(module: AutoencoderModule, hours: Dataset) -> None:
     """Fit what the network fits in closed form (the fast network's EOF path) on the training
-    hours, at most :data:`FIT_HOURS` of them, read in batches."""
-    pick = np.unique(np.linspace(0, len(train_times) - 1, FIT_HOURS).round().astype(int))
-    times = train_times[pick]
+    hours, at most :data:`FIT_HOURS` of them (evenly spaced), taken from the training data set
+    itself (held in memory when it fits, so nothing is read twice)."""
+    pick = np.unique(np.linspace(0, len(hours) - 1, FIT_HOURS).round().astype(int))
     batches = (
-        normalise_raw(torch.from_numpy(archive.read_raw(times[i : i + 64]))[:, None])
-        for i in range(0, len(times), 64)
+        normalise_raw(torch.stack([hours[int(k)] for k in pick[i : i + 64]]))
+        for i in range(0, len(pick), 64)
     )
     t0 = time.perf_counter()
     module.net.fit_data(batches)
     log.info(
         "fitted the network's closed-form part on %d hours in %.1f s",
-        len(times),
+        len(pick),
         time.perf_counter() - t0,
     )
 
 
 def _build_module(
-    config: TrainConfig,
-    archive: Archive,
-    train_times: np.ndarray,
-    val_start: np.datetime64,
-    gpu: bool,
+    config: TrainConfig, archive: Archive, train_hours: Dataset, val_start: np.datetime64, gpu: bool
 ) -> AutoencoderModule:
     module = AutoencoderModule(
         config.arch,
@@ -281,7 +277,7 @@ def _build_module(
     if config.init_from:
         _load_weights(module, config.init_from, archive)
     elif not config.resume:  # a resumed run restores what was fitted from its checkpoint
-        _fit_data(module, archive, train_times)
+        _fit_data(module, train_hours)
     if config.compile:
         module.net = torch.compile(module.net)
     return module
@@ -432,8 +428,8 @@ def train(config: TrainConfig) -> dict:
     gpu = config.accelerator == "gpu" or (
         config.accelerator == "auto" and torch.cuda.is_available()
     )
-    module = _build_module(config, archive, train_times, val_times[0], gpu)
     train_loader, val_loader = _loaders(config, archive, train_times, val_times, gpu)
+    module = _build_module(config, archive, train_loader.dataset, val_times[0], gpu)
     trainer, best = _trainer(config, len(train_loader.dataset), gpu, resumed_from)
     t0 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if config.resume else None)
