@@ -13,7 +13,9 @@ be done twice is done with a create-if-absent write (:func:`put_if_absent`), whi
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -101,17 +103,25 @@ def read_bytes(value: str | Path) -> bytes:
 def put_if_absent(value: str | Path, data: bytes) -> bool:
     """Write ``data`` only if nothing is there yet, in one atomic step; False if something was.
 
-    Local files use ``O_EXCL``; S3 a conditional PUT (``If-None-Match: *``); a store without
-    conditional writes would answer as if the write won, so use one that has them.
+    Local files are written whole under a temporary name and then hard-linked to ``value``
+    (``link`` fails if the name exists, and a reader never sees a half-written file, as it could
+    between an ``O_EXCL`` create and its write); S3 uses a conditional PUT (``If-None-Match: *``);
+    a store without conditional writes would answer as if the write won, so use one that has them.
     """
     loc = location(value)
     if isinstance(loc, Path):
         loc.parent.mkdir(parents=True, exist_ok=True)
+        # beside the folder, not in it: a folder's contents may be checked (e.g. "is it empty")
+        tmp = loc.parent.with_name(
+            f".{loc.parent.name}.{loc.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        )
+        tmp.write_bytes(data)
         try:
-            with open(loc, "xb") as fh:
-                fh.write(data)
+            os.link(tmp, loc)
         except FileExistsError:
             return False
+        finally:
+            tmp.unlink()
         return True
     fs, path = filesystem(loc)
     try:
