@@ -396,3 +396,49 @@ def test_an_opera_file_is_cut_and_coarsened_onto_a_model_made_from_a_piece_of_it
     with pytest.raises(EmbeddingError, match=r"fmi-finland.* but the grid of model .* not a block"):
         encode_field(fmi, checkpoint=ckpt)
     assert read_fmi(fmi).grid.derivation_of(piece.grid) is None
+
+
+def test_coverage_weight_ranks_by_the_learned_numbers_alone_at_0_and_by_echo_amount_when_high(
+    world,
+):
+    from wxembed.analysis import search_similar
+    from wxembed.reflectivity import NODATA, encode_dbz
+
+    archive = world["archive"]
+    times = archive.stored_times()
+    raw = archive.read_raw(times)
+    echo = ((raw >= encode_dbz(20.0)) & (raw != NODATA)).mean(axis=(1, 2))  # share at 20 dBZ
+    query = times[int(np.argmax(echo))]
+    with EmbeddingIndex(world["index"], read_only=True) as ix:
+        vs = ix.vectors()
+    rows = {t: i for i, t in enumerate(vs.seconds.astype("datetime64[s]"))}
+    q = vs.matrix[rows[query]]
+    # weight 0: exactly the Euclidean ranking of the learned numbers (all but the last 3)
+    found = search_similar(world["index"], query, k=5, exclude_hours=6, coverage_weight=0)
+    far = np.abs((vs.seconds - int(query.astype(np.int64))) / 3600) > 6
+    d = np.sqrt(((vs.matrix[:, :-3] - q[:-3]) ** 2).sum(1))
+    expected = vs.seconds[far][np.argsort(d[far], kind="stable")[:5]].astype("datetime64[s]")
+    assert list(found.time.values.astype("datetime64[s]")) == list(expected)
+    np.testing.assert_allclose(found.distance, np.sort(d[far])[:5], rtol=1e-5)
+    assert found.attrs["coverage_weight"] == 0
+    # weighed heavily: the hours nearest in echo coverage (the last 3 numbers), which hold
+    # more of the stormiest hour's echo area than the hours nearest in pattern
+    heavy = search_similar(world["index"], query, k=5, exclude_hours=6, coverage_weight=1e4)
+    c = np.sqrt(((vs.matrix[:, -3:] - q[-3:]) ** 2).sum(1))
+    nearest = vs.seconds[far][np.argsort(c[far], kind="stable")[:5]].astype("datetime64[s]")
+    assert set(heavy.time.values.astype("datetime64[s]")) == set(nearest)
+    ratio = {
+        name: float(np.mean([echo[rows[t]] / echo[rows[query]] for t in df.time.values]))
+        for name, df in (("plain", found), ("heavy", heavy))
+    }
+    print(f"stormiest hour's matches hold {ratio} of its echo area at 20 dBZ")
+    assert ratio["heavy"] > ratio["plain"], ratio
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf"), True, "1"])
+def test_a_bad_coverage_weight_is_one_clear_error(world, weight):
+    from wxembed.analysis import search_similar
+
+    t = world["archive"].stored_times()[0]
+    with pytest.raises(EmbeddingIndexError, match="coverage_weight must be a number >= 0"):
+        search_similar(world["index"], t, k=2, coverage_weight=weight)

@@ -35,10 +35,20 @@ def test_evaluation_scores_the_autoencoder_and_both_baselines_on_the_held_out_ho
     assert result["held_out_first"] == "2024-06-04T05:00:00"  # hours 77..95
     assert result["split"].startswith("the checkpoint's held-out start")
     assert result["pca_components"] == result["embedding_dim"] == 50  # PCA of the code's size
-    assert set(result["scores"]) == {"autoencoder", "pca", "climatology"}
+    assert set(result["scores"]) == {
+        *("autoencoder", "pca", "climatology"),
+        *("autoencoder_matched", "pca_matched"),  # both given the hour's echo coverage
+    }
     for scores in result["scores"].values():
         assert scores["n_hours"] == HELD_OUT and scores["mse"] >= 0
         assert {"csi_20", "csi_35", "csi_45", "fss_35_81km", "ssim"} <= set(scores)
+    # probability matching restores the echo area at 20 dBZ (a coverage threshold) to the
+    # truth's, which the plain reconstructions paint too little of
+    scores = result["scores"]
+    for name in ("autoencoder_matched", "pca_matched"):
+        assert abs(scores[name]["bias_20"] - 1) < 0.05, (name, scores[name]["bias_20"])
+    assert scores["autoencoder"]["bias_20"] < 0.9 and scores["pca"]["bias_20"] < 0.9
+    assert set(result["matched_autoencoder_beats_matched_pca"]) >= {"mse", "fss_35_27km"}
     assert result["by_season"].keys() == {"JJA"}
     assert set(result["by_regime"]) <= {
         "clear",
@@ -162,9 +172,10 @@ def test_the_report_is_one_self_contained_html_file(evaluation, tiny_archive, tm
     assert not re.search(r'src="(?!data:)', page)  # nothing to fetch
     mse_row = re.search(r"<tr><th>MSE \(dBZ²\)</th>(.*?)</tr>", page).group(1)
     values = [float(v) for v in re.findall(r">([0-9.e+-]+)</td>", mse_row)]
-    assert len(values) == 3 and np.isclose(
+    assert len(values) == len(evaluation["scores"]) == 5 and np.isclose(
         min(values), min(s["mse"] for s in evaluation["scores"].values()), rtol=1e-3
     )
+    assert "<b>Probability-matched</b>" in page  # the verdict on the matched reconstructions
 
 
 def test_a_checkpoint_naming_no_held_out_start_gets_the_latest_hours_or_a_refusal(

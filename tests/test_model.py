@@ -207,8 +207,9 @@ def test_fast_network_on_hrrr_works_on_a_152_by_257_grid_with_a_fixed_latent_gri
     dense = count_parameters(model.to_embedding) + count_parameters(model.from_embedding)
     assert model.factor == 7 and model.work_shape == (152, 257)  # 1059 / 7, 1799 / 7, rounded up
     assert model.coarse_shape == (10, 17)  # 160 x 272 padded, over 16
-    assert dense == 2 * 32 * 8 * 12 * 50 + 50 + 32 * 8 * 12  # latent (8, 12), 32 channels
-    assert n == 1_676_630
+    # latent (8, 12), 32 channels; 47 learned numbers out, all 50 (3 of coverage) back in
+    assert dense == 32 * 8 * 12 * 47 + 47 + 32 * 8 * 12 * 50 + 32 * 8 * 12
+    assert n == 1_667_411
 
 
 def test_fast_output_clamp_keeps_the_gradient_of_points_predicted_below_zero():
@@ -273,13 +274,13 @@ def test_a_few_adam_steps_lower_the_loss(arch, hparams):
 def test_the_fitted_eof_path_makes_a_new_fast_network_pca_of_the_same_size():
     torch.manual_seed(0)
     x = blobs(12, COARSE8)
-    model = build_model("fast", COARSE8, embedding_dim=4)
+    model = build_model("fast", COARSE8, embedding_dim=7)  # 4 learned + 3 coverage numbers
     model.fit_data([x[:7], x[7:]])
     work = model.to_work(x).flatten(1).double()  # (12, wy * wx)
     mean = work.mean(0)
     _, _, vt = torch.linalg.svd(work - mean, full_matrices=False)
     with torch.no_grad():
-        z = model.encode(x).double()
+        z = model.encode(x).double()[:, :4]
         recon = model.decode_work(model.encode(x)).flatten(1).double()
     # the code is the projection on the 4 leading EOFs (each up to its sign) ...
     expected = (work - mean) @ vt[:4].T
@@ -292,6 +293,46 @@ def test_the_fitted_eof_path_makes_a_new_fast_network_pca_of_the_same_size():
     loss.backward()
     assert model.to_embedding.weight.grad.abs().sum() > 0
     assert model.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_the_embedding_records_echo_coverage_and_the_matched_decoding_restores_it():
+    torch.manual_seed(0)
+    x = blobs(12, COARSE8)
+    model = build_model("fast", COARSE8, embedding_dim=6, coverage=(10.0, 20.0, 35.0))
+    model.fit_data([x])
+    with torch.no_grad():
+        z = model.encode(x)
+        plain, matched = model.decode(z), model.decode_matched(z)
+    share = torch.stack([(x >= t / 60).float().mean((1, 2, 3)) for t in (10, 20, 35)], 1)
+    assert share[:, 2].min() > 0.002 and share[:, 0].max() < 0.9  # echo at every threshold
+    # the last three numbers are the exact coverage, scaled; the learned ones come first
+    torch.testing.assert_close(model.shares(z), share, atol=1e-6, rtol=1e-5)
+    wy, wx = model.work_shape
+    scale = model.config.coverage_weight * (wy * wx) ** 0.5
+    torch.testing.assert_close(z[:, 3:], scale * share.sqrt(), atol=1e-4, rtol=1e-5)
+    # the plain decoding (PCA-like, smooth) falls short at 35 dBZ; the matched one has the
+    # image's coverage at each threshold to within a pixel, and keeps the plain one's order
+    got = torch.stack([(matched >= t / 60).float().mean((1, 2, 3)) for t in (10, 20, 35)], 1)
+    plain35 = (plain >= 35 / 60).float().mean((1, 2, 3))
+    assert float(plain35.sum()) < 0.5 * float(share[:, 2].sum()), (plain35, share[:, 2])
+    torch.testing.assert_close(got, share, atol=1.5 / x[0].numel(), rtol=0)
+    order = plain[0].flatten().argsort()
+    assert bool((matched[0].flatten()[order].diff() >= -1e-6).all())
+    # a hour with much more echo is farther away than its own slightly shifted copy
+    shifted = torch.roll(x[:1], 1, dims=-1)
+    stormy = (x[:1] * 1.6).clamp(0, 1)
+    with torch.no_grad():
+        z0, z1, z2 = model.encode(x[:1]), model.encode(shifted), model.encode(stormy)
+    assert torch.dist(z0[:, 3:], z2[:, 3:]) > 5 * torch.dist(z0[:, 3:], z1[:, 3:])
+
+
+def test_matching_with_no_echo_wanted_leaves_every_pixel_below_the_thresholds():
+    from wxembed.model.coverage import match_coverage
+
+    y = torch.rand(2, 1, 20, 30)
+    out = match_coverage(y, torch.zeros(2, 2), torch.tensor([0.5, 0.8]))
+    assert float(out.max()) < 0.5
+    assert torch.equal(out.flatten(1).argsort(1), y.flatten(1).argsort(1))
 
 
 # ---- normalisation and losses --------------------------------------------------------------

@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 
 STAGES = 8
 
+SEARCH_COVERAGE_WEIGHT = 1.0
+"""How much the amount of echo counts in the main job's search for hours like the stormiest
+(:func:`wxembed.analysis.search_similar`): by pixel distance alone, the nearest hours to a
+stormy hour are calmer hours (fewer misplaced cells); with the coverage numbers weighed this
+much, they are hours with about as much weather. The job reports both."""
+
 
 def _stormiest(archive: Archive) -> np.datetime64:
     """The hour with the most pixels at or above 35 dBZ, counted on the uint8 codes."""
@@ -133,16 +139,27 @@ def _embed(job: _Job) -> None:
 def _search(job: _Job) -> None:
     archive = Archive(job.archive_path)
     stormiest = job.stormiest
-    matches = search_similar(job.index_path, stormiest, k=4, exclude_hours=6)
+    weight = SEARCH_COVERAGE_WEIGHT
+    matches = search_similar(
+        job.index_path, stormiest, k=4, exclude_hours=6, coverage_weight=weight
+    )
+    plain = search_similar(job.index_path, stormiest, k=4, exclude_hours=6)
     png = save_search_png(
         job.out / "search.png", job.index_path, matches, stormiest, job.archive_path
     )
-    caption = "Nearest neighbours in embedding space (more than 6 h from the query)"
+    caption = (
+        "Nearest neighbours in embedding space (more than 6 h from the query; the amount of "
+        f"echo weighed {weight:g})"
+    )
     job.figures.append((caption, png))
     job.result["search"] = [
         {"time": str(r.time), "distance": round(float(r.distance), 4)} for r in matches.itertuples()
     ]
     job.result["search_echo_area"] = echo_area_kept(archive, stormiest, matches["time"].values)
+    job.result["search_coverage_weight"] = weight
+    job.result["search_echo_area_unweighted"] = echo_area_kept(
+        archive, stormiest, plain["time"].values
+    )
 
 
 def _cluster(job: _Job, k: int) -> None:
@@ -171,6 +188,9 @@ def _evaluate(job: _Job) -> None:
     (job.out / "evaluation.json").write_text(strict_json(kept))
     job.result["evaluation"] = str(job.out / "evaluation.json")
     job.result["autoencoder_beats_pca"] = evaluation["autoencoder_beats_pca"]
+    for key in ("matched_autoencoder_beats_pca", "matched_autoencoder_beats_matched_pca"):
+        if key in evaluation:
+            job.result[key] = evaluation[key]
     job.result["_evaluation"] = evaluation
 
 
@@ -178,7 +198,8 @@ def _report(job: _Job, report_path: Path) -> None:
     facts = {
         "search": ", ".join(f"{m['time']} ({m['distance']})" for m in job.result["search"]),
         "search echo area": f"the matches hold {job.result['search_echo_area']['ratios']} of "
-        "the query's echo area (20 dBZ or more)",
+        "the query's echo area (20 dBZ or more); searching by pattern alone (the coverage as "
+        f"trained), {job.result['search_echo_area_unweighted']['ratios']}",
         "clusters": json.dumps(job.result["clusters"], default=str),
     }
     evaluation = job.result.pop("_evaluation")
@@ -249,7 +270,12 @@ def describe_demo(result: dict) -> str:
         "index": f"{short(result['index'])}: {result['embedded_hours']} hours",
         "search": f"like the stormiest hour ({hour(result['stormiest'])}): "
         + ", ".join(hour(m["time"]) for m in result["search"])
-        + f"; they hold {result['search_echo_area']['mean_ratio']:.0%} of its echo area",
+        + f"; they hold {result['search_echo_area']['mean_ratio']:.0%} of its echo area"
+        + (
+            f" ({result['search_echo_area_unweighted']['mean_ratio']:.0%} by pattern alone)"
+            if "search_echo_area_unweighted" in result
+            else ""
+        ),
         "clusters": f"{clusters['k']} regimes of {', '.join(map(str, clusters['sizes']))} hours"
         + ("" if ari is None else f"; adjusted Rand index {ari:.2f} against the true ones"),
         "interpolate": f"the decoded embedding mix beats the pixel average on "
@@ -258,6 +284,13 @@ def describe_demo(result: dict) -> str:
         "evaluate": f"the autoencoder beats PCA of as many numbers on {sum(beats)} of "
         f"{len(beats)} scores ({short(result['evaluation'])})",
     }
+    matched = result.get("matched_autoencoder_beats_matched_pca")
+    if matched:
+        won = [v for v in matched.values() if v is not None]
+        rows["evaluate"] += (
+            f"; probability-matched (the hour's echo coverage restored), "
+            f"{sum(won)} of {len(won)} against PCA matched the same way"
+        )
     lines = [f"done in {result['seconds']['total']} s; everything is in {out}"]
     lines += [f"  {name:<12}{text}" for name, text in rows.items()]
     return "\n".join([*lines, f"report: {result['report']}", f"explore: wxembed serve {out}"])

@@ -141,6 +141,7 @@ def search_similar(
     end=None,
     checkpoint: str | Path | None = None,
     exact: bool = False,
+    coverage_weight: float | None = None,
 ) -> pd.DataFrame:
     """The ``k`` hours of an index most similar to ``query``: a DataFrame of ``rank``, ``time``
     and ``distance`` (Euclidean by default, as the original; ``metric="cosine"`` for cosine).
@@ -158,15 +159,24 @@ def search_similar(
     hours came back, and :class:`EmbeddingIndexError` says why none did. A big index is
     searched approximately once a long-running process has built its structure
     (:mod:`wxembed.index.ann`); ``exact`` searches every row.
+
+    ``coverage_weight`` (a model whose embedding records echo coverage, the fast network's
+    default) re-weighs the coverage numbers for this search, exactly: 0 ranks by the learned
+    numbers alone (hours near in pixel distance, often calmer hours), 1 or more finds hours
+    with as much echo first; None keeps the weight the model was trained with.
     """
     if metric not in METRICS:
         raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    check_coverage_weight(coverage_weight)
     window = _window_seconds(exclude, exclude_hours)
     filters = dict(months=months, hours=hours, start=start, end=end)
     ix, owned = open_index(index)
     try:
         info = ix.model(model_id)
         q, around, desc = _resolve_query(info, query, checkpoint)
+        weights = None
+        if coverage_weight is not None:
+            weights = coverage_weights(model_for_index(info, checkpoint), coverage_weight)
         out = ix.search(
             q,
             model_id=info.model_id,
@@ -175,6 +185,7 @@ def search_similar(
             exclude_hours=None if window is None else window / 3600,
             around=around,
             exact=exact,
+            weights=weights,
             **filters,
         )
         note = "" if len(out) >= k else _why_short(ix, info.model_id, around, window, k, filters)
@@ -184,9 +195,38 @@ def search_similar(
     if not len(out):
         raise EmbeddingIndexError(f"no hours to return for {desc}: {note}")
     out.attrs.update({"query": desc, "model_id": info.model_id, "metric": metric})
+    if coverage_weight is not None:
+        out.attrs["coverage_weight"] = coverage_weight
     if note:
         out.attrs["note"] = f"{len(out)} of the {k} hours asked for: {note}"
     return out
+
+
+def check_coverage_weight(value) -> None:
+    """:class:`EmbeddingIndexError` unless ``value`` is None or a finite number >= 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < np.inf:
+        raise EmbeddingIndexError(f"coverage_weight must be a number >= 0, got {value!r}")
+
+
+def coverage_weights(model: EmbeddingModel, coverage_weight: float) -> np.ndarray:
+    """Column weights that make the embedding's coverage numbers count ``coverage_weight``
+    (:attr:`wxembed.model.fast.FastConfig.coverage_weight`: 0 ignores how much echo an hour has,
+    about 1 finds hours with as much echo before hours near in pixel distance) and leave the
+    learned numbers as they are. :class:`EmbeddingIndexError` for a model without them."""
+    config = getattr(model.net, "config", None)
+    n = len(getattr(config, "coverage", ()))
+    if not n:
+        raise EmbeddingIndexError(
+            f"model {model.model_id} records no echo coverage in its embeddings, so "
+            "coverage_weight cannot apply; search without it"
+        )
+    weights = np.ones(model.embedding_dim, dtype=np.float32)
+    weights[-n:] = coverage_weight / config.coverage_weight
+    if not weights.any():
+        raise EmbeddingIndexError("coverage_weight=0 with no learned numbers leaves no distance")
+    return weights
 
 
 def _window_seconds(exclude, exclude_hours) -> int | None:
@@ -243,4 +283,10 @@ def _why_short(ix, model_id: str, around, window: int | None, k: int, filters: d
     return "; ".join(parts)
 
 
-__all__ = ["model_for_index", "open_index", "search_similar"]
+__all__ = [
+    "check_coverage_weight",
+    "coverage_weights",
+    "model_for_index",
+    "open_index",
+    "search_similar",
+]

@@ -126,6 +126,14 @@ def search(
         Path | None,
         typer.Option(help="Archive to draw the matches from (default: the index's)."),
     ] = None,
+    coverage_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="How much the amount of echo counts (a model with coverage numbers): 0 ranks "
+            "by pattern alone, 1 finds hours with as much echo first (default: as trained).",
+        ),
+    ] = None,
 ) -> None:
     """The k hours most similar to a query (Euclidean distance by default, as the original).
 
@@ -153,6 +161,7 @@ def search(
         start=checked_time(start, "--start"),
         end=checked_time(end, "--end"),
         checkpoint=checkpoint,
+        coverage_weight=coverage_weight,
     )
     picture = save_search_png(png, index, matches, query, archive) if png else None
     if as_json:

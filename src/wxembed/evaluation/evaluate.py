@@ -24,6 +24,7 @@ from wxembed.evaluation.baselines import ClimatologyBaseline, PCABaseline
 from wxembed.evaluation.metrics import Verification, beats
 from wxembed.evaluation.search_quality import pixel_distances, search_quality
 from wxembed.model.checkpoint import Checkpoint
+from wxembed.model.coverage import match_fields
 from wxembed.model.encoder import EmbeddingModel, compression_ratio
 from wxembed.reflectivity import decode_raw
 from wxembed.times import format_time
@@ -181,6 +182,11 @@ def _score_held_out(
             "pca": pca.decode(z_pca),
             "climatology": clim.predict(len(times)),
         }
+        if model.can_match:  # both probability-matched to the hour's coverage (exact in z)
+            candidates["autoencoder_matched"] = model.decode(z, matched=True)
+            candidates["pca_matched"] = match_fields(
+                candidates["pca"], truth, model.coverage_thresholds_dbz
+            )
         for j, t in enumerate(times):
             regime = labels.get(t, "") or ""
             groups = ["all", f"season:{SEASONS[int(str(t)[5:7])]}"]
@@ -287,6 +293,12 @@ def evaluate(
         for method in ("autoencoder", "pca"):
             result["scores"][method].update(result["search"][method])
     result["autoencoder_beats_pca"] = beats(result["scores"], "autoencoder", "pca")
+    if "autoencoder_matched" in result["scores"]:
+        scores_all = result["scores"]
+        result["matched_autoencoder_beats_pca"] = beats(scores_all, "autoencoder_matched", "pca")
+        result["matched_autoencoder_beats_matched_pca"] = beats(
+            scores_all, "autoencoder_matched", "pca_matched"
+        )
     if keep:
         result["examples"] = examples
     return result

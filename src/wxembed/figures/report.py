@@ -84,6 +84,18 @@ def verdict(evaluation: dict) -> str:
         f"is better on {html.escape(', '.join(wins) or 'no score')}; "
         f"worse on {html.escape(', '.join(losses) or 'no score')}.</p>"
     )
+    matched = evaluation.get("matched_autoencoder_beats_matched_pca")
+    if matched:
+        shown = [k for k in ROWS if k in matched]
+        wins = [score_label(k) for k in shown if matched[k] is True]
+        losses = [score_label(k) for k in shown if matched[k] is False]
+        text += (
+            "<p><b>Probability-matched</b> (each reconstruction remapped to the hour's echo "
+            "coverage, which the embedding records; PCA given the same coverage): the "
+            f"autoencoder is better on {html.escape(', '.join(wins) or 'no score')}; worse on "
+            f"{html.escape(', '.join(losses) or 'no score')}. Matching trades squared error for "
+            "the right echo area and skill at thresholds.</p>"
+        )
     if evaluation.get("train_hours_per_code_number", 99) < 10:
         text += (
             f"<p class='note'>Only {evaluation['train_hours']} training hours for "

@@ -152,8 +152,19 @@ class Checkpoint:
         """The trained LightningModule, rebuilt from the checkpoint alone, in eval mode."""
         from wxembed.model.task import AutoencoderModule
 
+        hparams = {**self.hparams, "channels_last": False}
+        weights = self._contents["state_dict"]
+        net_hp = hparams.get("hparams")
+        if (  # made before the embedding carried coverage numbers: rebuild it without them
+            self.arch == "fast"
+            and isinstance(net_hp, dict)
+            and "coverage" not in net_hp
+            and getattr(weights.get("net.to_embedding.weight"), "shape", (0,))[0]
+            == net_hp.get("embedding_dim", 50)
+        ):
+            hparams["hparams"] = {**net_hp, "coverage": ()}
         try:
-            module = AutoencoderModule(**{**self.hparams, "channels_last": False})
+            module = AutoencoderModule(**hparams)
             module.load_state_dict(self._contents["state_dict"])
         except (KeyError, TypeError, RuntimeError, ValueError, ModelError) as exc:
             raise CheckpointError(

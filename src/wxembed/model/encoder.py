@@ -97,8 +97,24 @@ class EmbeddingModel:
         unit = dbz_to_unit(self._check_shape(np.asarray(dbz, dtype=np.float32), "field"))
         return self._encode(unit, lambda x: x)
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Embeddings ``(n, d)`` (or one ``(d,)``) -> dBZ fields ``(n, ny, nx)``, 0..60 dBZ."""
+    @property
+    def can_match(self) -> bool:
+        """Whether the embedding records its image's echo coverage (``decode(matched=True)``
+        then restores it; :mod:`wxembed.model.coverage`)."""
+        return bool(self.coverage_thresholds_dbz)
+
+    @property
+    def coverage_thresholds_dbz(self) -> tuple[float, ...]:
+        """The dBZ thresholds whose coverage the embedding records (``()``: none)."""
+        return tuple(getattr(getattr(self.net, "config", None), "coverage", ()))
+
+    def decode(self, z: np.ndarray, *, matched: bool = False) -> np.ndarray:
+        """Embeddings ``(n, d)`` (or one ``(d,)``) -> dBZ fields ``(n, ny, nx)``, 0..60 dBZ.
+
+        The default is the reconstruction with the least expected squared error (smooth and
+        weak where the code cannot place cells); ``matched=True`` the same probability-matched
+        to the coverage the embedding records, with the image's echo area at each coverage
+        threshold (a network without coverage numbers decodes the same either way)."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim == 1:
             z = z[None]  # (d,) -> (1, d)
@@ -113,14 +129,17 @@ class EmbeddingModel:
         with torch.inference_mode():
             for i in range(0, len(z), self.batch_size):
                 zz = torch.from_numpy(np.ascontiguousarray(z[i : i + self.batch_size]))
-                y = self.net.decode(zz.to(self.device))  # (b, d) -> (b, 1, ny, nx) in [0, 1]
+                decode = self.net.decode_matched if matched and self.can_match else self.net.decode
+                y = decode(zz.to(self.device))  # (b, d) -> (b, 1, ny, nx) in [0, 1]
                 out.append(unit_to_dbz(y.float())[:, 0].cpu().numpy())  # -> (b, ny, nx) dBZ
         return np.concatenate(out)
 
-    def reconstruct_raw(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def reconstruct_raw(
+        self, raw: np.ndarray, *, matched: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings ``(n, d)`` and reconstructed dBZ ``(n, ny, nx)`` of uint8 hours."""
         z = self.encode_raw(raw)
-        return z, self.decode(z)
+        return z, self.decode(z, matched=matched)
 
     def check_grid(self, archive) -> None:
         """:class:`~wxembed.errors.CheckpointError` unless ``archive`` is on the model's grid."""

@@ -34,6 +34,16 @@ physical range, and gradient steps only add what a linear code cannot: the decod
 non-linear residual (sharper, non-negative echo) and the encoder's correction. Without it, the
 network needs thousands of steps to find what PCA finds in closed form (``bench_representation``).
 
+With ``coverage`` (the default: 10, 20 and 35 dBZ) the embedding's last numbers are not learned
+but the image's exact echo coverage, the share of the grid at or above each threshold
+(:mod:`wxembed.model.coverage`), scaled by ``coverage_weight``::
+
+    embedding = [ learned numbers (embedding_dim - 3) | coverage_weight * sqrt(wy wx * share) ]
+
+The decoder reads them (so it knows how much echo to paint), :meth:`FastAutoencoder.decode_matched`
+restores that coverage by probability matching, and a search can weigh them to find hours
+with as much weather (``search_similar(coverage_weight=...)``).
+
 Training compares the working-resolution reconstruction with the block means of the input
 (:meth:`FastAutoencoder.training_terms`), so a step never touches the full grid after the first
 pooling. The output clamp passes gradients through unchanged, so a pixel predicted below zero
@@ -52,6 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wxembed.errors import ModelError
+from wxembed.model.coverage import coverage, match_coverage
 from wxembed.model.common import (
     StraightThroughClamp,
     check_in_shape,
@@ -59,6 +70,7 @@ from wxembed.model.common import (
     make_config,
     padded_shape,
 )
+from wxembed.reflectivity import NETWORK_MAX_DBZ
 
 _ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU}
 
@@ -96,6 +108,17 @@ class FastConfig:
     on the training hours before the first step (:meth:`FastAutoencoder.fit_data`) and then
     fixed; the learned parts start at zero, so training starts from PCA of the same size and
     only has to improve on it."""
+    coverage: tuple[float, ...] = (10.0, 20.0, 35.0)
+    """dBZ thresholds whose echo coverage the embedding carries exactly: its last
+    ``len(coverage)`` numbers are ``coverage_weight * sqrt(working pixels * share)``, the share
+    of the grid at or above each threshold (:mod:`wxembed.model.coverage`). They make embedding
+    distances count how much weather an hour has, and let :meth:`FastAutoencoder.decode_matched`
+    give a reconstruction the right echo area. The other numbers are learned; ``()`` has none."""
+    coverage_weight: float = 0.05
+    """How much a difference in coverage counts in embedding distance, against the learned
+    numbers (whose distances follow pixel distance on the working grid). Small by default, so
+    that plain Euclidean search ranks hours about as pixel distance does; a search can weigh
+    coverage more (``search_similar(coverage_weight=1)``: hours with as much echo first)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -119,11 +142,32 @@ class FastConfig:
                     f"fast network: {name} must be {len(self.widths)} ints >= 0 (one per stage "
                     f"of widths={self.widths}), got {v!r}"
                 )
+        if any(not isinstance(t, int | float) or isinstance(t, bool) for t in self.coverage) or (
+            list(self.coverage) != sorted(set(self.coverage))
+            or any(not 0 < t < NETWORK_MAX_DBZ for t in self.coverage)
+        ):
+            raise ModelError(
+                "fast network: coverage must be ascending dBZ thresholds between 0 and "
+                f"{NETWORK_MAX_DBZ:g}, got {self.coverage!r}"
+            )
+        if len(self.coverage) >= self.embedding_dim:
+            raise ModelError(
+                f"fast network: embedding_dim={self.embedding_dim} leaves no learned number "
+                f"beside {len(self.coverage)} coverage numbers (coverage={self.coverage!r})"
+            )
+        w = self.coverage_weight
+        if not isinstance(w, int | float) or isinstance(w, bool) or not 0 < w < math.inf:
+            raise ModelError(f"fast network: coverage_weight must be > 0, got {w!r}")
         if self.activation not in _ACTIVATIONS:
             raise ModelError(
                 f"fast network: activation must be one of {sorted(_ACTIVATIONS)}, "
                 f"got {self.activation!r}"
             )
+
+    @property
+    def learned_dim(self) -> int:
+        """Numbers of the embedding that are learned (all but the coverage numbers)."""
+        return self.embedding_dim - len(self.coverage)
 
     @property
     def reduction(self) -> int:
@@ -198,6 +242,9 @@ class FastAutoencoder(nn.Module):
                 "fewer widths, a smaller patch or a larger work_pixels"
             )
         self.coarse_shape = (py // m, px // m)
+        thresholds = torch.tensor([t / NETWORK_MAX_DBZ for t in cfg.coverage])
+        self.register_buffer("coverage_thresholds", thresholds, persistent=False)
+        self.coverage_scale = cfg.coverage_weight * math.sqrt(wy * wx)
         act = _ACTIVATIONS[cfg.activation]
         self._build(cfg, act)
         self.out = StraightThroughClamp(0.0, 1.0)
@@ -211,7 +258,7 @@ class FastAutoencoder(nn.Module):
     def _add_eof_path(self, cfg: FastConfig) -> None:
         """Buffers of the EOF path (filled by :meth:`fit_data`); the learned parts start at 0."""
         wy, wx = self.work_shape
-        d = cfg.embedding_dim
+        d = cfg.learned_dim
         # kept in float16 (used in float32): d x wy*wx numbers are most of a checkpoint's size
         self.register_buffer("eof_mean", torch.zeros(1, 1, wy, wx, dtype=torch.float16))
         self.register_buffer("eofs", torch.zeros(d, wy * wx, dtype=torch.float16))
@@ -232,7 +279,7 @@ class FastAutoencoder(nn.Module):
             self.enc_stages.append(nn.Sequential(*layers))
         flat = cfg.code_channels * cfg.latent[0] * cfg.latent[1]
         self.to_code = nn.Sequential(act(), nn.Conv2d(w[-1], cfg.code_channels, 1))
-        self.to_embedding = nn.Linear(flat, cfg.embedding_dim)
+        self.to_embedding = nn.Linear(flat, cfg.learned_dim)
         self.from_embedding = nn.Sequential(nn.Linear(cfg.embedding_dim, flat), act())
         self.from_code = nn.Conv2d(cfg.code_channels, w[-1], 1)
         self.dec_stages = nn.ModuleList()
@@ -276,7 +323,7 @@ class FastAutoencoder(nn.Module):
         if not self.config.eof_path:
             return
         stack = torch.cat([self.to_work(b.float()).flatten(1).cpu() for b in batches])
-        d = self.config.embedding_dim
+        d = self.config.learned_dim
         if len(stack) < 2:
             raise ModelError("fast network: fitting the EOF path needs two or more images")
         mean = stack.mean(0)
@@ -289,8 +336,17 @@ class FastAutoencoder(nn.Module):
         self.eofs.copy_(eofs)
         self.eof_scale.copy_(scale)
 
+    def coverage_numbers(self, x: Tensor) -> Tensor:
+        """(B, 1, ny, nx) in [0, 1] -> (B, len(coverage)): the embedding's coverage numbers."""
+        share = coverage(x, self.coverage_thresholds)
+        return self.coverage_scale * share.sqrt()
+
+    def shares(self, z: Tensor) -> Tensor:
+        """(B, embedding_dim) -> (B, len(coverage)): the coverage an embedding records."""
+        return (z[:, self.config.learned_dim :] / self.coverage_scale).clamp(0, 1) ** 2
+
     def encode_work(self, x: Tensor) -> Tensor:
-        """(B, 1, wy, wx) on the working grid -> (B, embedding_dim)."""
+        """(B, 1, wy, wx) on the working grid -> (B, learned_dim): the learned numbers."""
         z = self._encode_conv(x)
         if self.config.eof_path:  # the EOF coefficients plus the learned correction
             z = z + (x - self.eof_mean.float()).flatten(1) @ self.eofs.float().T
@@ -304,13 +360,15 @@ class FastAutoencoder(nn.Module):
         for stage in self.enc_stages:
             h = stage(h)  # -> (B, widths[-1], py/m, px/m) after the last stage
         h = F.adaptive_avg_pool2d(self.to_code(h), self.config.latent)  # -> (B, C, ly, lx)
-        return self.to_embedding(h.flatten(1))  # (B, C*ly*lx) -> (B, embedding_dim)
+        return self.to_embedding(h.flatten(1))  # (B, C*ly*lx) -> (B, learned_dim)
 
     def decode_work(self, z: Tensor) -> Tensor:
         """(B, embedding_dim) -> (B, 1, wy, wx) in [0, 1], on the working grid."""
         ly, lx = self.config.latent
-        eof = self.config.eof_path
-        h = self.from_embedding(z / self.eof_scale if eof else z)  # EOF coefficients scaled to ~1
+        eof, d = self.config.eof_path, self.config.learned_dim
+        z, cov = z[:, :d], z[:, d:]
+        h = torch.cat([z / self.eof_scale if eof else z, cov / self.coverage_scale], 1)
+        h = self.from_embedding(h)  # EOF coefficients and coverage numbers scaled to about 1
         h = h.reshape(z.shape[0], -1, ly, lx)  # -> (B, C, ly, lx)
         h = F.interpolate(h, size=self.coarse_shape, mode="bilinear", align_corners=False)
         h = self.from_code(h)  # -> (B, widths[-1], py/m, px/m)
@@ -325,21 +383,36 @@ class FastAutoencoder(nn.Module):
         return self.out(y)
 
     def encode(self, x: Tensor) -> Tensor:
-        """(B, 1, ny, nx) in [0, 1] -> (B, embedding_dim)."""
+        """(B, 1, ny, nx) in [0, 1] -> (B, embedding_dim): the learned numbers, then the
+        coverage numbers."""
         check_input(x, self.in_shape, "fast")
-        return self.encode_work(self.to_work(x))
+        return torch.cat([self.encode_work(self.to_work(x)), self.coverage_numbers(x)], 1)
 
     def decode(self, z: Tensor) -> Tensor:
-        """(B, embedding_dim) -> (B, 1, ny, nx) in [0, 1]."""
+        """(B, embedding_dim) -> (B, 1, ny, nx) in [0, 1]: the reconstruction with the least
+        expected squared error (smooth where the code cannot say where cells are)."""
         return self.from_work(self.decode_work(z))
+
+    def decode_matched(self, z: Tensor) -> Tensor:
+        """(B, embedding_dim) -> (B, 1, ny, nx) in [0, 1]: :meth:`decode` probability-matched
+        to the coverage the embedding records (:func:`wxembed.model.coverage.match_coverage`):
+        the echo area at each coverage threshold is the image's, the strongest echo where the
+        smooth reconstruction is highest. Higher skill at thresholds, larger squared error.
+        Without coverage numbers it is :meth:`decode`."""
+        y = self.decode(z)
+        if not self.config.coverage:
+            return y
+        matched = match_coverage(y, self.shares(z), self.coverage_thresholds)
+        return matched.clamp(0.0, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, ny, nx) -> reconstruction of the same shape, in [0, 1]."""
         return self.decode(self.encode(x))
 
     def training_terms(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(reconstruction, target, embedding)`` on the working grid, for the training loss."""
+        """``(reconstruction, target, code)`` on the working grid, for the training loss; the
+        code is the embedding's learned numbers (the distance term leaves coverage alone)."""
         check_input(x, self.in_shape, "fast")
         target = self.to_work(x)
         z = self.encode_work(target)
-        return self.decode_work(z), target, z
+        return self.decode_work(torch.cat([z, self.coverage_numbers(x)], 1)), target, z

@@ -91,6 +91,15 @@ def search_filters(
     hours: Annotated[str | None, Query(max_length=100, description="UTC hours, e.g. 12,18")] = None,
     start: Annotated[str | None, Query(max_length=40, description="Only from this time.")] = None,
     end: Annotated[str | None, Query(max_length=40, description="Only before this time.")] = None,
+    coverage_weight: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1000,
+            description="How much the amount of echo counts (0: pattern alone; 1: hours with as "
+            "much echo first; default: as the model was trained).",
+        ),
+    ] = None,
 ) -> SearchFilters:
     """The filters of ``wxembed search``, from the query string."""
     return SearchFilters(
@@ -101,6 +110,7 @@ def search_filters(
         hours=parse_ints(hours, 0, 23, "hours"),
         start=parse_time(start, "start") if start else None,
         end=parse_time(end, "end") if end else None,
+        coverage_weight=coverage_weight,
     )
 
 

@@ -91,6 +91,7 @@ class SearchFilters:
     hours: list[int] | None = None
     start: np.datetime64 | None = None
     end: np.datetime64 | None = None
+    coverage_weight: float | None = None
 
 
 def seconds_of(t: np.datetime64) -> int:
@@ -331,6 +332,8 @@ class Explorer:
             start=filters.start,
             end=filters.end,
             exact=self.config.exact,
+            checkpoint=self.model.checkpoint if self.model is not None else None,
+            coverage_weight=filters.coverage_weight,
         )
         times = found.time.values.astype("datetime64[s]")
         matches = [
