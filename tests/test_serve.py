@@ -168,6 +168,17 @@ def test_similar_takes_the_filters_of_the_cli(client):
     assert everything.json()["matches"][0]["time"] == HOUR  # the hour itself, distance 0
 
 
+def test_similar_takes_a_coverage_weight_as_the_library_does(client):
+    from wxembed.analysis import search_similar
+
+    for weight in (0, 5):
+        got = client.get(f"/api/hours/{HOUR}/similar", params={"k": 4, "coverage_weight": weight})
+        index = client.app.state.explorer.index  # the open index (DuckDB allows one config)
+        expected = search_similar(index, HOUR.rstrip("Z"), k=4, coverage_weight=weight)
+        times = [m["time"].rstrip("Z") for m in got.json()["matches"]]
+        assert times == [str(t)[:19] for t in expected.time.values.astype("datetime64[s]")]
+
+
 def test_a_search_by_an_uploaded_grib2_or_npy_field_or_embedding(client, tiny_grid, tmp_path):
     from wxembed.sources import DecodedField
     from wxembed.sources.grib import write_refc_file
@@ -219,7 +230,8 @@ def test_interpolation_shows_truth_midpoint_and_pixel_average_with_scores(client
 def test_scores_are_those_of_evaluation_json_unchanged(client, served):
     written = json.loads(served.evaluation.read_text())
     s = client.get("/api/scores").json()
-    assert s["methods"] == ["autoencoder", "pca", "climatology"] and s["same_model"]
+    assert s["methods"] == list(written["scores"]) and s["same_model"]
+    assert s["methods"][:3] == ["autoencoder", "pca", "climatology"]
     mse = next(r for r in s["rows"] if r["name"] == "mse")
     assert mse["autoencoder"] == written["scores"]["autoencoder"]["mse"]
     assert mse["pca"] == written["scores"]["pca"]["mse"] and mse["label"] == "MSE (dBZ²)"
@@ -242,6 +254,8 @@ def test_scores_are_those_of_evaluation_json_unchanged(client, served):
         (f"/api/hours/{HOUR}/similar?k=999999999999999999999999", 400, ["k"]),
         (f"/api/hours/{HOUR}/similar?k=500", 400, ["larger than the index"]),
         (f"/api/hours/{HOUR}/similar?metric=manhattan", 400, ["metric"]),
+        (f"/api/hours/{HOUR}/similar?coverage_weight=-1", 400, ["coverage_weight"]),
+        (f"/api/hours/{HOUR}/similar?coverage_weight=nan", 400, ["coverage_weight"]),
         (f"/api/hours/{HOUR}/similar?months=13", 400, ["months must be 1 to 12"]),
         (f"/api/hours/{HOUR}/similar?hours=1;DROP", 400, ["hours"]),
         (f"/api/hours/{HOUR}/similar?exclude_hours=nan", 400, ["exclude_hours"]),

@@ -289,17 +289,12 @@ class EmbeddingSet:
         return self._hour
 
     def searcher(
-        self,
-        metric: str,
-        exact: bool = False,
-        wait: bool = False,
-        weights: np.ndarray | None = None,
+        self, metric: str, exact: bool = False, wait: bool = False, weights=None
     ) -> Searcher:
         """The searcher of ``metric``: the exact one (built once, by one thread while the others
         wait) with ``exact`` or below ``ann_min_rows`` rows; else the approximate one when it is
         built (``wait``: build it now, as a server does at start; see :mod:`wxembed.index.ann`).
-        With ``weights`` (one per column), an exact searcher over the columns so weighted (kept
-        for the next search with the same weights)."""
+        With ``weights`` (one per column), an exact searcher over the weighted columns (kept)."""
         key = metric if weights is None else (metric, np.asarray(weights, np.float32).tobytes())
         found = self._searchers.get(key)
         if found is None:
@@ -383,19 +378,13 @@ def search_set(
     of day, 0..23), ``start`` (inclusive) and ``end`` (exclusive) restrict the candidates.
     Fewer than ``k`` rows come back only when the filters leave fewer candidates. A big set is
     searched approximately once its structure is built (:mod:`wxembed.index.ann`; ``exact``:
-    never). ``weights`` (one per number, >= 0) weigh the embedding's numbers in the distance
-    (an exact search).
+    never). ``weights`` (one per number, >= 0) weigh the numbers (an exact search).
     """
     if metric not in METRICS:
         raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
-    if weights is not None:
-        weights = np.asarray(weights, dtype=np.float32)
-        if weights.shape != (vs.matrix.shape[1],) or not np.all(np.isfinite(weights)):
-            raise EmbeddingIndexError(
-                f"weights must be {vs.matrix.shape[1]} finite numbers, got shape {weights.shape}"
-            )
-        if (weights < 0).any() or not (weights > 0).any():
-            raise EmbeddingIndexError("weights must be >= 0 and not all 0")
+    weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+    if weights is not None and not (weights.shape == vs.matrix.shape[1:] and weights.min() >= 0):
+        raise EmbeddingIndexError(f"weights must be {vs.matrix.shape[1]} numbers >= 0")
     n = len(vs)
     check_k(k)
     if k > n:
@@ -416,8 +405,7 @@ def search_set(
         q = vs.matrix[row]
         around = query if around is None else around
     cand = select_candidates(vs, exclude_hours, around, months, hours, start, end)
-    if weights is not None:
-        q = q * weights
+    q = q if weights is None else q * weights
     rows, dist = vs.searcher(metric, exact, weights=weights).search(q, int(k), cand)
     if len(rows) < k:
         log.info("only %d hours pass the filters (asked for %d)", len(rows), k)
