@@ -355,6 +355,20 @@ def test_encode_and_decode_go_there_and_back_with_a_model_folder(
     text = ok(wxembed("decode", z, "--checkpoint", trained_model, "--out", back))
     assert text.startswith(f"wrote {back}: 7392 pixels from 50 numbers") and back.is_file()
     one_line_error(wxembed("decode", tmp_path / "none.json", "--checkpoint", trained_model))
+    # --matched restores the hour's echo area at 20 dBZ (one of the coverage thresholds)
+    import xarray as xr
+
+    from wxembed.archive import Archive
+
+    truth = Archive(tiny_archive).read_dbz(np.datetime64("2024-06-02T12"))
+    sharp = tmp_path / "sharp.nc"
+    ok(wxembed("decode", z, "--checkpoint", trained_model, "--out", sharp, "--matched"))
+    area = {
+        name: int((np.nan_to_num(xr.open_dataset(f)["reflectivity"].values) >= 20).sum())
+        for name, f in (("plain", back), ("matched", sharp))
+    }
+    want = int((np.nan_to_num(truth) >= 20).sum())
+    assert want > 20 and abs(area["matched"] - want) <= 1 < abs(area["plain"] - want), (area, want)
 
 
 # ---- score: evaluate, report, demo -------------------------------------------------------------

@@ -245,9 +245,12 @@ def decode_embedding(
     checkpoint: str | Path,
     out: str | Path | None = None,
     time=None,
+    matched: bool = False,
 ) -> DecodedField:
     """Decode an embedding (an :class:`Embedding`, a vector, or a ``.json``/``.npy`` file) into a
     dBZ field on the model's grid; with ``out``, also write it (see :func:`write_field`).
+    ``matched``: probability-matched to the echo coverage the embedding records (the right
+    echo area, sharper; see :meth:`wxembed.model.encoder.EmbeddingModel.decode`).
 
     An embedding that names its model must come from the checkpoint's model.
     """
@@ -268,9 +271,9 @@ def decode_embedding(
     field = DecodedField(
         time=np.datetime64("NaT", "s") if t is None else np.datetime64(t, "s"),
         grid=model.grid,
-        dbz=model.decode(emb.vector)[0],
+        dbz=model.decode(emb.vector, matched=matched)[0],
         source=f"decoded by wxembed model {model.model_id} from a {model.embedding_dim}-number "
-        "embedding",
+        "embedding" + (", probability-matched to its echo coverage" if matched else ""),
     )
     if out is not None:
         write_field(out, field)

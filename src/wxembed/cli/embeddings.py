@@ -371,13 +371,22 @@ def decode(
     time: Annotated[
         str | None, typer.Option(help="Valid time to write (default: the embedding's).")
     ] = None,
+    matched: Annotated[
+        bool,
+        typer.Option(
+            "--matched",
+            help="Restore the echo coverage the embedding records (probability matching): the "
+            "right echo area and sharper cells, at a larger squared error.",
+        ),
+    ] = False,
 ) -> None:
     """An embedding back to a field on the model's grid, as NetCDF, GRIB2 or PNG."""
     from wxembed.analysis import decode_embedding, load_embedding  # heavy: PyTorch
     from wxembed.model.encoder import compression_ratio
 
     emb = load_embedding(embedding)
-    field = decode_embedding(emb, checkpoint=checkpoint, out=out, time=checked_time(time, "--time"))
+    when = checked_time(time, "--time")
+    field = decode_embedding(emb, checkpoint=checkpoint, out=out, time=when, matched=matched)
     c = compression_ratio(field.grid.shape, emb.embedding_dim)
     typer.echo(
         f"wrote {out}: {c['pixels']} pixels from {c['embedding_dim']} numbers "
