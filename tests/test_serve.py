@@ -124,6 +124,7 @@ def test_an_hour_is_a_png_in_every_view_and_cached(client):
     assert row["status"] == "stored" and set(row["images"]) == {
         "original",
         "reconstruction",
+        "matched",
         "difference",
     }
     for view, url in row["images"].items():
@@ -144,6 +145,9 @@ def test_the_reconstruction_is_scored_against_the_original(client):
     scores = {s["name"]: s for s in r["scores"]}
     assert scores["mse"]["value"] > 0 and scores["mse"]["better"] == "lower"
     assert scores["csi_35"]["label"] == "CSI ≥35 dBZ"
+    # the probability-matched one has the hour's echo area at 20 dBZ (bias 1), the plain one less
+    matched = {s["name"]: s for s in r["matched_scores"]}
+    assert abs(matched["bias_20"]["value"] - 1) < 0.05 < abs(scores["bias_20"]["value"] - 1)
 
 
 # ---- similar weather ------------------------------------------------------------------------

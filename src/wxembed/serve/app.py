@@ -189,7 +189,7 @@ def create_app(config: ServeConfig | Explorer) -> FastAPI:  # long: one route pe
     @app.get("/api/hours/{time}/image.png", summary="One hour as a PNG (cached)")
     def hour_image(
         time: HourPath,
-        view: Literal["original", "reconstruction", "difference"] = "original",
+        view: Literal["original", "reconstruction", "matched", "difference"] = "original",
         width: Width = None,
     ):
         return png(ex.hour_png(parse_time(time), view, width))

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 THUMB_WIDTH = 240
 """Width of the thumbnails the page shows beside a search's matches."""
-VIEWS = ("original", "reconstruction", "difference")
+VIEWS = ("original", "reconstruction", "matched", "difference")
 """What an hour's picture shows."""
 
 
@@ -270,19 +270,22 @@ class Explorer:
             raise ServeError(f"{format_time(t)} is {row['status']} in the manifest{reason}", 404)
         return self.archive.read_raw([t])[0]  # (ny, nx) uint8
 
-    def reconstructed(self, t: np.datetime64) -> np.ndarray:
-        """The model's reconstruction of a stored hour, dBZ (ny, nx), kept for a while."""
+    def reconstructed(self, t: np.datetime64, matched: bool = False) -> np.ndarray:
+        """The model's reconstruction of a stored hour, dBZ (ny, nx), kept for a while;
+        ``matched``: probability-matched to the hour's echo coverage (the same as the plain one
+        for a model whose embedding records none)."""
         if self.model is None:
             raise no_model("reconstruct an hour")
         raw = self.raw(t)
         return self.cache.memo(
-            ("reconstruction", seconds_of(t)),
-            lambda: self.model.reconstruct_raw(raw[None])[1][0],
+            ("matched" if matched else "reconstruction", seconds_of(t)),
+            lambda: self.model.reconstruct_raw(raw[None], matched=matched)[1][0],
             size=lambda a: a.nbytes,
         )
 
     def hour_png(self, t: np.datetime64, view: str = "original", width: int | None = None):
-        """An hour as a PNG: the original, the reconstruction, or their difference."""
+        """An hour as a PNG: the original, the reconstruction (plain or probability-matched),
+        or the plain one's difference from the original."""
         if view not in VIEWS:
             raise ServeError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
         key = ("hour", seconds_of(t), view, render.layout(self.grid, width))
@@ -291,8 +294,8 @@ class Explorer:
             if view == "original":
                 lookup = render.code_lookup()
                 return render.png(self.raw(t), self.grid, lookup=lookup, width=width)
-            recon = self.reconstructed(t)
-            if view == "reconstruction":
+            recon = self.reconstructed(t, matched=view == "matched")
+            if view in ("reconstruction", "matched"):
                 return render.png(render.dbz_indices(recon), self.grid, width=width)
             truth = decode_raw(self.raw(t))
             return render.png(render.difference_indices(truth, recon), self.grid, width=width)
@@ -301,14 +304,17 @@ class Explorer:
 
     def reconstruction(self, t: np.datetime64) -> dict:
         """How well the model reconstructs a stored hour: its headline scores."""
-        recon = self.reconstructed(t)
         truth = decode_raw(self.raw(t))
-        scores = Verification(cell_km=self.grid.cell_size_km).accumulate(truth, recon).compute()
+        scores = {}
+        for name, matched in (("scores", False), ("matched_scores", True)):
+            recon = self.reconstructed(t, matched=matched)
+            v = Verification(cell_km=self.grid.cell_size_km).accumulate(truth, recon).compute()
+            scores[name] = headline(v, extra=("bias_20",))  # matching sets the echo area
         stamp = iso(t)
         return {
             "time": stamp,
             "model_id": self.model.model_id,
-            "scores": headline(scores),
+            **scores,
             "images": {v: f"/api/hours/{stamp}/image.png?view={v}" for v in VIEWS},
         }
 
@@ -407,10 +413,11 @@ class Explorer:
         }
 
 
-def headline(scores: dict) -> list[dict]:
-    """The headline scores of a score dict, with their labels and which way is better."""
+def headline(scores: dict, extra: tuple[str, ...] = ()) -> list[dict]:
+    """The headline scores of a score dict (and ``extra`` ones), with their labels and which
+    way is better."""
     out = []
-    for name in HEADLINE_SCORES:
+    for name in (*HEADLINE_SCORES, *extra):
         kind = score_kind(name)
         out.append(
             {

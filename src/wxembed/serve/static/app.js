@@ -147,10 +147,11 @@ async function showReconstruction() {
   if (state.manifest.status[state.i] !== "stored") return;
   $("recon-original").src = `/api/hours/${t}/image.png?view=original&width=600`;
   $("recon-decoded").src = `/api/hours/${t}/image.png?view=reconstruction&width=600`;
+  $("recon-matched").src = `/api/hours/${t}/image.png?view=matched&width=600`;
   $("recon-difference").src = `/api/hours/${t}/image.png?view=difference&width=600`;
   try {
     const r = await api(`/api/hours/${t}/reconstruction`);
-    scoreTable($("recon-scores"), { reconstruction: r.scores });
+    scoreTable($("recon-scores"), { reconstruction: r.scores, "probability-matched": r.matched_scores });
   } catch (e) { message(e.message); }
 }
 
