@@ -226,6 +226,19 @@ def build_report(
                 f"Held-out hour {t}: original, PCA reconstruction with as many numbers, difference"
             )
             figures.append((caption, pca_png))
+            if "autoencoder_matched" in ex:  # the same code, its echo coverage restored
+                matched_png = save_comparison_png(
+                    Path(tmp) / f"matched{i}.png",
+                    ex["truth"],
+                    ex["autoencoder_matched"],
+                    grid,
+                    titles=(f"original {t}", "autoencoder, matched", "matched - original"),
+                )
+                caption = (
+                    f"Held-out hour {t}: original, the autoencoder's reconstruction "
+                    "probability-matched to the hour's echo coverage, difference"
+                )
+                figures.append((caption, matched_png))
         model_dir = Path(evaluation["checkpoint"]).resolve().parent.parent
         log_csv = model_dir / "logs" / "version_0" / "metrics.csv"
         if log_csv.exists():
