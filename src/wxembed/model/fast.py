@@ -114,7 +114,7 @@ class FastConfig:
     of the grid at or above each threshold (:mod:`wxembed.model.coverage`). They make embedding
     distances count how much weather an hour has, and let :meth:`FastAutoencoder.decode_matched`
     give a reconstruction the right echo area. The other numbers are learned; ``()`` has none."""
-    coverage_weight: float = 0.05
+    coverage_weight: float = 0.01
     """How much a difference in coverage counts in embedding distance, against the learned
     numbers (whose distances follow pixel distance on the working grid). Small by default, so
     that plain Euclidean search ranks hours about as pixel distance does; a search can weigh
