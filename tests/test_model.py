@@ -326,6 +326,39 @@ def test_the_embedding_records_echo_coverage_and_the_matched_decoding_restores_i
     assert torch.dist(z0[:, 3:], z2[:, 3:]) > 5 * torch.dist(z0[:, 3:], z1[:, 3:])
 
 
+@pytest.mark.parametrize(
+    "hp, words",
+    [
+        ({"coverage": (20.0, 10.0)}, "ascending dBZ thresholds"),
+        ({"coverage": (0.0,)}, "between 0 and 60"),
+        ({"coverage": (10.0, 10.0)}, "ascending"),
+        ({"coverage": ("20",)}, "coverage must be"),
+        ({"embedding_dim": 3}, "leaves no learned number"),
+        ({"coverage_weight": 0}, "coverage_weight must be > 0"),
+        ({"coverage_weight": float("nan")}, "coverage_weight must be > 0"),
+    ],
+)
+def test_bad_coverage_settings_are_one_clear_model_error(hp, words):
+    with pytest.raises(ModelError, match=words):
+        FastConfig(**hp)
+
+
+def test_a_checkpoint_made_before_coverage_numbers_still_loads_without_them(tmp_path, tiny_grid):
+    from conftest import write_untrained_checkpoint
+
+    from wxembed.model.checkpoint import Checkpoint
+
+    path = write_untrained_checkpoint(tmp_path / "old.ckpt", tiny_grid, coverage=())
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["hyper_parameters"]["hparams"]["coverage"]  # as checkpoints were written before
+    torch.save(ckpt, path)
+    net = Checkpoint(path).module().net
+    assert net.config.coverage == () and net.to_embedding.out_features == 50
+    # a new checkpoint keeps its coverage numbers
+    new = write_untrained_checkpoint(tmp_path / "new.ckpt", tiny_grid)
+    assert Checkpoint(new).module().net.config.coverage == (10.0, 20.0, 35.0)
+
+
 def test_matching_with_no_echo_wanted_leaves_every_pixel_below_the_thresholds():
     from wxembed.model.coverage import match_coverage
 
