@@ -12,7 +12,8 @@ does not change the comparison; they take turns step by step; a closed-form fit 
 first step counts in the budget):
 
 - ``ours``: the fast network (``wxembed train``'s default, working-resolution design) with the
-  CSI-aware loss (``logcosh_csi``) and the cosine schedule;
+  cosine schedule and ``--ours-loss``: plain log-cosh by default, ``logcosh_csi`` (the CSI-aware
+  loss, ``wxembed train``'s default) to measure what the product trains;
 - ``original``: the original network's scaled-down analogue on this grid (3 layers, pool 4,
   filters 4, ``num_dense`` = the size; 4 layers would crop 264 x 449 to 256 x 256), with its
   original recipe: plain log-cosh, constant-rate Adam;
