@@ -279,6 +279,11 @@ def test_search_prints_and_draws_the_hours_nearest_an_hour(tiny_index, tmp_path)
     assert all(abs(t - np.datetime64("2024-06-02T12")) > np.timedelta64(24, "h") for t in times)
     distances = [m["distance"] for m in doc["matches"]]
     assert distances == sorted(distances)
+    weighed = ("search", tiny_index, "2024-06-02T12", "-k", 3, "--json", "--coverage-weight", 2)
+    doc = strict_json(ok(wxembed(*weighed)))
+    assert doc["coverage_weight"] == 2 and len(doc["matches"]) == 3
+    bad = wxembed("search", tiny_index, "2024-06-02T12", "--coverage-weight", -1)
+    assert bad.exit_code == 2 and "coverage-weight" in bad.output
 
 
 def test_search_with_a_dbz_array_finds_its_own_hour_first(tiny_index, tiny_archive, tmp_path):
