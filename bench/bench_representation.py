@@ -12,8 +12,8 @@ does not change the comparison; they take turns step by step; a closed-form fit 
 first step counts in the budget):
 
 - ``ours``: the fast network (``wxembed train``'s default, working-resolution design) with the
-  cosine schedule and ``--ours-loss``: plain log-cosh by default, ``logcosh_csi`` (the CSI-aware
-  loss, ``wxembed train``'s default) to measure what the product trains;
+  cosine schedule and ``--ours-loss``: the CSI-aware ``logcosh_csi`` by default, as
+  ``wxembed train`` trains it (``--ours-loss logcosh`` for plain log-cosh);
 - ``original``: the original network's scaled-down analogue on this grid (3 layers, pool 4,
   filters 4, ``num_dense`` = the size; 4 layers would crop 264 x 449 to 256 x 256), with its
   original recipe: plain log-cosh, constant-rate Adam;
@@ -309,7 +309,7 @@ def main() -> None:
     parser.add_argument("--train-every", type=int, default=2, help="hours between them")
     parser.add_argument("--test-hours", type=int, default=150, help="held out, 29 h apart")
     parser.add_argument("--ablation", action="store_true", help="each network with each loss")
-    parser.add_argument("--ours-loss", default="logcosh", choices=sorted(LOSSES))
+    parser.add_argument("--ours-loss", default="logcosh_csi", choices=sorted(LOSSES))
     parser.add_argument("--fmi", default=None, help="a folder of FMI days instead of synthetic")
     parser.add_argument("--fmi-layers", type=int, default=2, help="original's layers on FMI")
     parser.add_argument("--threads", type=int, default=None)
