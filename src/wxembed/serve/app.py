@@ -13,6 +13,7 @@ a worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from importlib.resources import files
 from typing import Annotated, Literal
@@ -154,10 +155,20 @@ def _version() -> str:
 
 
 def create_app(config: ServeConfig | Explorer) -> FastAPI:  # long: one route per action
-    """The app serving ``config`` (or an explorer already open): the page and the API."""
-    ex = config if isinstance(config, Explorer) else Explorer(config)
+    """The app serving ``config`` (or an explorer already open): the page and the API. An
+    explorer the app opened itself is closed (its index connection too) when the app stops."""
+    owned = not isinstance(config, Explorer)
+    ex = Explorer(config) if owned else config
     ex.warm()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if owned:
+            ex.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="wxembed explorer",
         summary="Browse a radar archive, find similar weather, see regimes and reconstructions.",
         version=_version(),
