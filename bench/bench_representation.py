@@ -158,7 +158,7 @@ class Net:
         network records no coverage) of ``x``; with ``fields=False`` just the codes."""
         self.model.eval()
         z, out, matched = [], [], []
-        match = getattr(self.model, "config", None) and getattr(self.model.config, "coverage", ())
+        match = getattr(getattr(self.model, "config", None), "coverage", ())  # ours by default
         for i in range(0, len(x), batch):
             xb = x[i : i + batch].float() / 255.0
             zb = self.model.encode(xb)
@@ -168,8 +168,8 @@ class Net:
             if fields and match:
                 matched.append(unit_to_dbz(self.model.decode_matched(zb)[:, 0].numpy()))
         self.model.train()
-        cat = (lambda parts: np.concatenate(parts) if parts else None)
-        return np.concatenate(z), cat(out), cat(matched)
+        fields_out = np.concatenate(out) if out else None
+        return np.concatenate(z), fields_out, np.concatenate(matched) if matched else None
 
 
 def train_interleaved(nets: list[Net], train: torch.Tensor, args) -> None:

@@ -175,12 +175,15 @@ def test_similar_takes_the_filters_of_the_cli(client):
 def test_similar_takes_a_coverage_weight_as_the_library_does(client):
     from wxembed.analysis import search_similar
 
-    for weight in (0, 5):
+    found = {}
+    for weight in (0, 50):
         got = client.get(f"/api/hours/{HOUR}/similar", params={"k": 4, "coverage_weight": weight})
         index = client.app.state.explorer.index  # the open index (DuckDB allows one config)
         expected = search_similar(index, HOUR.rstrip("Z"), k=4, coverage_weight=weight)
         times = [m["time"].rstrip("Z") for m in got.json()["matches"]]
         assert times == [str(t)[:19] for t in expected.time.values.astype("datetime64[s]")]
+        found[weight] = times
+    assert found[0] != found[50]  # the weight reached the search: it changes the matches
 
 
 def test_a_search_by_an_uploaded_grib2_or_npy_field_or_embedding(client, tiny_grid, tmp_path):

@@ -223,9 +223,7 @@ def coverage_weights(model: EmbeddingModel, coverage_weight: float) -> np.ndarra
             "coverage_weight cannot apply; search without it"
         )
     weights = np.ones(model.embedding_dim, dtype=np.float32)
-    weights[-n:] = coverage_weight / config.coverage_weight
-    if not weights.any():
-        raise EmbeddingIndexError("coverage_weight=0 with no learned numbers leaves no distance")
+    weights[-n:] = coverage_weight / config.coverage_weight  # learned numbers: at least 1
     return weights
 
 

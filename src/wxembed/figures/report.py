@@ -25,6 +25,17 @@ ROWS = (
 """The scores the report's tables show, in order (labels and which way is better come from
 :data:`wxembed.evaluation.metrics.SCORE_KINDS`)."""
 
+EXAMPLE_FIGURES = (
+    ("autoencoder", "autoencoder", "autoencoder reconstruction"),
+    ("pca", "PCA", "PCA reconstruction with as many numbers"),
+    (
+        "autoencoder_matched",
+        "autoencoder, matched",
+        "the autoencoder's reconstruction probability-matched to the hour's echo coverage",
+    ),
+)
+"""The figures of each example hour: the method's key in the example, its title, the caption."""
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -72,29 +83,29 @@ def _figure(caption: str, png: str | Path) -> str:
     )
 
 
+def _better_worse(beats: dict) -> str:
+    """ "is better on ...; worse on ..." from a score -> won (True/False/None) dict."""
+    shown = [k for k in ROWS if k in beats]
+    wins = ", ".join(score_label(k) for k in shown if beats[k] is True) or "no score"
+    losses = ", ".join(score_label(k) for k in shown if beats[k] is False) or "no score"
+    return f"is better on {html.escape(wins)}; worse on {html.escape(losses)}"
+
+
 def verdict(evaluation: dict) -> str:
     """One plain paragraph: the scores on which the autoencoder beats PCA of its size, those on
-    which it loses, and a warning when PCA had too few training hours to be a fair rival."""
-    beats = evaluation.get("autoencoder_beats_pca", {})
-    shown = [k for k in ROWS if k in beats]
-    wins = [score_label(k) for k in shown if beats[k] is True]
-    losses = [score_label(k) for k in shown if beats[k] is False]
+    which it loses (and the same for both probability-matched), and a warning when PCA had too
+    few training hours to be a fair rival."""
     text = (
         f"<p><b>Against PCA with {evaluation['pca_components']} components:</b> the autoencoder "
-        f"is better on {html.escape(', '.join(wins) or 'no score')}; "
-        f"worse on {html.escape(', '.join(losses) or 'no score')}.</p>"
+        f"{_better_worse(evaluation.get('autoencoder_beats_pca', {}))}.</p>"
     )
     matched = evaluation.get("matched_autoencoder_beats_matched_pca")
     if matched:
-        shown = [k for k in ROWS if k in matched]
-        wins = [score_label(k) for k in shown if matched[k] is True]
-        losses = [score_label(k) for k in shown if matched[k] is False]
         text += (
             "<p><b>Probability-matched</b> (each reconstruction remapped to the hour's echo "
             "coverage, which the embedding records; PCA given the same coverage): the "
-            f"autoencoder is better on {html.escape(', '.join(wins) or 'no score')}; worse on "
-            f"{html.escape(', '.join(losses) or 'no score')}. Matching trades squared error for "
-            "the right echo area and skill at thresholds.</p>"
+            f"autoencoder {_better_worse(matched)}. Matching trades squared error for the right "
+            "echo area and skill at thresholds.</p>"
         )
     if evaluation.get("train_hours_per_code_number", 99) < 10:
         text += (
@@ -203,42 +214,17 @@ def build_report(
         figures = []
         for i, ex in enumerate(evaluation.get("examples", [])):
             t = format_time(ex["time"])
-            figures.append(
-                (
-                    f"Held-out hour {t}: original, autoencoder reconstruction, difference",
-                    save_comparison_png(
-                        Path(tmp) / f"ae{i}.png",
-                        ex["truth"],
-                        ex["autoencoder"],
-                        grid,
-                        titles=(f"original {t}", "autoencoder", "autoencoder - original"),
-                    ),
-                )
-            )
-            pca_png = save_comparison_png(
-                Path(tmp) / f"pca{i}.png",
-                ex["truth"],
-                ex["pca"],
-                grid,
-                titles=(f"original {t}", "PCA", "PCA - original"),
-            )
-            caption = (
-                f"Held-out hour {t}: original, PCA reconstruction with as many numbers, difference"
-            )
-            figures.append((caption, pca_png))
-            if "autoencoder_matched" in ex:  # the same code, its echo coverage restored
-                matched_png = save_comparison_png(
-                    Path(tmp) / f"matched{i}.png",
+            for method, name, what in EXAMPLE_FIGURES:
+                if method not in ex:  # no matched one from a model without coverage numbers
+                    continue
+                png = save_comparison_png(
+                    Path(tmp) / f"{method}{i}.png",
                     ex["truth"],
-                    ex["autoencoder_matched"],
+                    ex[method],
                     grid,
-                    titles=(f"original {t}", "autoencoder, matched", "matched - original"),
+                    titles=(f"original {t}", name, f"{name} - original"),
                 )
-                caption = (
-                    f"Held-out hour {t}: original, the autoencoder's reconstruction "
-                    "probability-matched to the hour's echo coverage, difference"
-                )
-                figures.append((caption, matched_png))
+                figures.append((f"Held-out hour {t}: original, {what}, difference", png))
         model_dir = Path(evaluation["checkpoint"]).resolve().parent.parent
         log_csv = model_dir / "logs" / "version_0" / "metrics.csv"
         if log_csv.exists():

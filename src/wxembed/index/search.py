@@ -288,22 +288,17 @@ class EmbeddingSet:
             self._hour = ((self.seconds // 3600) % 24).astype(np.int8)
         return self._hour
 
-    def searcher(
-        self, metric: str, exact: bool = False, wait: bool = False, weights=None
-    ) -> Searcher:
+    def searcher(self, metric: str, exact: bool = False, wait: bool = False) -> Searcher:
         """The searcher of ``metric``: the exact one (built once, by one thread while the others
         wait) with ``exact`` or below ``ann_min_rows`` rows; else the approximate one when it is
-        built (``wait``: build it now, as a server does at start; see :mod:`wxembed.index.ann`).
-        With ``weights`` (one per column), an exact searcher over the weighted columns (kept)."""
-        key = metric if weights is None else (metric, np.asarray(weights, np.float32).tobytes())
-        found = self._searchers.get(key)
+        built (``wait``: build it now, as a server does at start; see :mod:`wxembed.index.ann`)."""
+        found = self._searchers.get(metric)
         if found is None:
             with self._lock:
-                found = self._searchers.get(key)
+                found = self._searchers.get(metric)
                 if found is None:
-                    matrix = self.matrix if weights is None else self.matrix * weights
-                    found = self._searchers[key] = ExactSearcher(matrix, metric)
-        return found if exact or weights is not None else approximate(self, metric, found, wait)
+                    found = self._searchers[metric] = ExactSearcher(self.matrix, metric)
+        return found if exact else approximate(self, metric, found, wait)
 
     def row_of(self, time) -> int:
         """Row of an hour; :class:`EmbeddingIndexError` naming the nearest hours when absent."""
@@ -378,7 +373,8 @@ def search_set(
     of day, 0..23), ``start`` (inclusive) and ``end`` (exclusive) restrict the candidates.
     Fewer than ``k`` rows come back only when the filters leave fewer candidates. A big set is
     searched approximately once its structure is built (:mod:`wxembed.index.ann`; ``exact``:
-    never). ``weights`` (one per number, >= 0) weigh the numbers (an exact search).
+    never). ``weights`` (one per number, >= 0) weigh the numbers: an exact search over a
+    weighted copy of the matrix, made for that search.
     """
     if metric not in METRICS:
         raise EmbeddingIndexError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -405,8 +401,10 @@ def search_set(
         q = vs.matrix[row]
         around = query if around is None else around
     cand = select_candidates(vs, exclude_hours, around, months, hours, start, end)
-    q = q if weights is None else q * weights
-    rows, dist = vs.searcher(metric, exact, weights=weights).search(q, int(k), cand)
+    if weights is None:
+        rows, dist = vs.searcher(metric, exact).search(q, int(k), cand)
+    else:  # a weighted copy for this search, not cached: many weights would mean many copies
+        rows, dist = ExactSearcher(vs.matrix * weights, metric).search(q * weights, int(k), cand)
     if len(rows) < k:
         log.info("only %d hours pass the filters (asked for %d)", len(rows), k)
     return pd.DataFrame(

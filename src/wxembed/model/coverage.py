@@ -12,8 +12,8 @@ order. So the strongest echo lands where the smooth field is highest, and the ec
 
 The fast network carries the exact coverage of each image in its embedding
 (:attr:`wxembed.model.fast.FastConfig.coverage`), so its matched decoding needs nothing else,
-and embedding distances count a difference in coverage: searches find hours with as much
-weather, not calm hours that happen to be near in pixel distance.
+and a search can weigh a difference in coverage (``search_similar(coverage_weight=1)``) to find
+hours with as much weather, not calm hours that happen to be near in pixel distance.
 """
 
 from __future__ import annotations

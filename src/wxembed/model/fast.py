@@ -62,7 +62,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wxembed.errors import ModelError
-from wxembed.model.coverage import coverage, match_coverage
 from wxembed.model.common import (
     StraightThroughClamp,
     check_in_shape,
@@ -70,6 +69,7 @@ from wxembed.model.common import (
     make_config,
     padded_shape,
 )
+from wxembed.model.coverage import coverage, match_coverage
 from wxembed.reflectivity import NETWORK_MAX_DBZ
 
 _ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU}
